@@ -1,0 +1,111 @@
+"""Qt helpers: background CLI runner, dependency installer, error display."""
+
+import logging
+
+import qt
+import slicer
+
+from SpineAILib import slicer_bridge
+
+
+def showError(message, exc=None):
+    """A message box with the error; the traceback goes to the details and the log, never
+    only to the console."""
+    import traceback
+
+    details = traceback.format_exc() if exc is not None else ""
+    logging.error(message + ("\n" + details if details else ""))
+    slicer.util.errorDisplay(message, detailedText=details or None)
+
+
+def ensureDependencies(required=("torch", "monai", "tqdm", "scipy")):
+    """Install what a task needs on first use, after asking. torch goes through the PyTorch
+    extension (it picks the right CUDA/CPU build); the rest through pip with --no-deps so
+    Slicer's numpy, SimpleITK and vtk are never replaced. Returns True when all are present."""
+    from SpineAILib.info import missing_packages
+
+    missing = missing_packages(tuple(required))
+    if not missing:
+        return True
+    plan = slicer_bridge.install_plan(missing)
+    text = "SpineAI needs these Python packages, which are not installed yet:\n\n  " + ", ".join(missing)
+    text += "\n\nInstall them now? This can take several minutes."
+    if not slicer.util.confirmOkCancelDisplay(text, "SpineAI: install dependencies"):
+        return False
+    with slicer.util.WaitCursor():
+        if plan["torch"]:
+            try:
+                import PyTorchUtils
+            except ImportError:
+                slicer.util.errorDisplay("Install the 'PyTorch' extension from the Extensions Manager first, then restart Slicer.")
+                return False
+            torchLogic = PyTorchUtils.PyTorchUtilsLogic()
+            if not torchLogic.torchInstalled() and torchLogic.installTorch(askConfirmation=False) is None:
+                slicer.util.errorDisplay("PyTorch could not be installed. See the PyTorch module for options.")
+                return False
+        for requirement in plan["pip"]:
+            slicer.util.pip_install(f"{requirement} --no-deps")
+    return not missing_packages(tuple(required))
+
+
+class BackgroundCliRunner:
+    """Run ``spineai <command> ...`` in PythonSlicer as a QProcess: the GUI stays responsive,
+    progress lines drive a progress bar, Cancel kills the process.
+
+    Callbacks: onProgress(fraction, message), onFinished(ok, exitCode, outputText).
+    """
+
+    def __init__(self, onProgress=None, onFinished=None):
+        self.onProgress = onProgress
+        self.onFinished = onFinished
+        self.process = None
+        self.output = []
+        self.cancelled = False
+
+    @property
+    def running(self):
+        return self.process is not None and self.process.state() != qt.QProcess.NotRunning
+
+    def start(self, command, args, device="auto"):
+        if self.running:
+            raise RuntimeError("A SpineAI computation is already running.")
+        argv = slicer_bridge.cli_command(self._pythonSlicer(), command, list(args), device)
+        env = qt.QProcessEnvironment()
+        for key, value in slicer_bridge.cli_environment().items():
+            env.insert(key, value)
+        self.output, self.cancelled = [], False
+        self.process = qt.QProcess()
+        self.process.setProcessEnvironment(env)
+        self.process.setProcessChannelMode(qt.QProcess.MergedChannels)
+        self.process.connect("readyReadStandardOutput()", self._readOutput)
+        self.process.connect("finished(int)", self._finished)
+        logging.info("SpineAI: " + " ".join(argv))
+        self.process.start(argv[0], argv[1:])
+
+    def cancel(self):
+        if self.running:
+            self.cancelled = True
+            self.process.kill()
+
+    @staticmethod
+    def _pythonSlicer():
+        import shutil
+
+        return shutil.which("PythonSlicer") or "PythonSlicer"
+
+    def _readOutput(self):
+        data = bytes(self.process.readAllStandardOutput()).decode("utf-8", errors="replace")
+        for line in data.splitlines():
+            parsed = slicer_bridge.parse_machine_progress(line)
+            if parsed is not None:
+                if self.onProgress:
+                    self.onProgress(*parsed)
+            elif line.strip():
+                self.output.append(line)
+                logging.info(line)
+
+    def _finished(self, exitCode):
+        self._readOutput()
+        ok = exitCode == 0 and not self.cancelled
+        if self.onFinished:
+            self.onFinished(ok, exitCode, "\n".join(self.output))

@@ -1,0 +1,151 @@
+"""``spineai demo``: phantoms -> every pipeline that exists -> a Slicer scene, a PNG, a report.
+
+Until the task issues land their models, the demo writes the phantoms' ground truth through
+the same scene layer the tasks use and checks the written scene against it after reloading the
+.mrb (the ``scene_roundtrip`` entry of the report). Each task adds its own entry, shaped
+``{"metrics": {...prediction vs phantom ground truth...}, "seconds": float}``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from SpineAILib import anatomy, render
+from SpineAILib.io.image import lps_to_ras
+from SpineAILib.phantoms import (
+    CervicalPhantomConfig,
+    CTPhantomConfig,
+    ap_radiograph_phantom,
+    ct_spine_phantom,
+    lateral_cervical_phantom,
+)
+from SpineAILib.progress import CancelToken, ProgressCallback, check_cancel
+
+DEFAULT_OUTPUT = "spineai-demo"
+
+
+def _p(progress: ProgressCallback | None, f: float, msg: str) -> None:
+    if progress is not None:
+        progress(f, msg)
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    s = a.sum() + b.sum()
+    return 1.0 if s == 0 else float(2 * np.logical_and(a, b).sum() / s)
+
+
+def run_demo(
+    output: str | Path = DEFAULT_OUTPUT,
+    device: str = "auto",
+    seed: int = 0,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> dict[str, Any]:
+    """Build the phantoms, run the pipelines, write ``output``/{spineai-demo.mrb, overview.png,
+    report.json}. Returns the report dict."""
+    from SpineAILib import scene as sc
+    from SpineAILib.info import device_summary, versions
+    from SpineAILib.scene.spine import landmark_names, write_centroids, write_landmarks_2d, write_vertebra_labels
+
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    tasks: dict[str, Any] = {}
+
+    t0 = time.perf_counter()
+    _p(progress, 0.02, "building CT phantom")
+    ct = ct_spine_phantom(CTPhantomConfig(first="T11", last="L4", spacing=(1.2, 1.2, 1.5), seed=seed,
+                                          height_loss={"L1": ("wedge", 0.3), "L3": ("crush", 0.3)}))
+    check_cancel(cancel)
+    _p(progress, 0.35, "building radiograph phantoms")
+    ap = ap_radiograph_phantom()
+    cerv = lateral_cervical_phantom(CervicalPhantomConfig(seed=seed, rotation_deg=5.0))
+    check_cancel(cancel)
+    phantom_seconds = time.perf_counter() - t0
+
+    # ---------------------------------------------------------------- scene (ground truth)
+    t1 = time.perf_counter()
+    _p(progress, 0.45, "writing the scene")
+    scene = sc.new_scene()
+    ct_node = sc.add_volume(scene, ct.image, "Phantom CT")
+    write_vertebra_labels(scene, ct.labels, ct_node, "Phantom vertebrae (ground truth)")
+    write_centroids(scene, ct.centroids, "Phantom centroids (ground truth)")
+    labs = sorted(ct.heights, key=anatomy.ORDER.index)
+    sc.add_table(scene, "Phantom vertebral heights (ground truth)", {
+        "Vertebra": [anatomy.vertebra_name(lab) for lab in labs],
+        "Anterior height (mm)": [ct.heights[lab]["anterior"] for lab in labs],
+        "Middle height (mm)": [ct.heights[lab]["middle"] for lab in labs],
+        "Posterior height (mm)": [ct.heights[lab]["posterior"] for lab in labs],
+        "Deformity": [ct.deformity.get(lab, ("none", 0.0))[0] for lab in labs],
+    })
+
+    sc.add_volume(scene, ap.image, "Phantom AP radiograph")
+    write_landmarks_2d(scene, ap.image, ap.landmarks, "Phantom corners (ground truth)")
+    names = anatomy.AASCE_VERTEBRAE
+    up, low = (names.index(v) for v in ap.main_end_vertebrae)
+    lines_px = [(ap.landmarks[4 * up], ap.landmarks[4 * up + 1]), (ap.landmarks[4 * low + 2], ap.landmarks[4 * low + 3])]
+    for (a, b), label in zip(lines_px, (f"{names[up]} upper endplate", f"{names[low]} lower endplate"), strict=True):
+        pa, pb = ap.image.pixels_to_lps(np.array([a, b]))
+        sc.add_line(scene, label, pa, pb, color=(0.2, 0.7, 1.0))
+    # Angle markup whose value is the Cobb angle: arms parallel to the two endplates.
+    vertex = np.array([ap.centers[:, 0].max() + 60.0, ap.centers[(up + low) // 2, 1]])
+    arm = 80.0
+    d_up = (lines_px[0][1] - lines_px[0][0]) / np.linalg.norm(lines_px[0][1] - lines_px[0][0])
+    d_low = (lines_px[1][1] - lines_px[1][0]) / np.linalg.norm(lines_px[1][1] - lines_px[1][0])
+    pts = ap.image.pixels_to_lps(np.array([vertex + arm * d_up, vertex, vertex + arm * d_low]))
+    angle_node = sc.add_angle(scene, f"Main curve {names[up]}-{names[low]}", *pts, color=(1.0, 0.9, 0.2))
+
+    cerv_node = sc.add_volume(scene, cerv.image, "Phantom lateral cervical radiograph")
+    region = cerv.image.with_array(cerv.region.astype(np.uint8))
+    sc.add_segmentation(scene, region, {1: sc.SegmentSpec(
+        "Cervical spine C3-C7 region", (0.3, 0.9, 0.3),
+        anatomy.terminology_entry(anatomy.CERVICAL_REGION_CODE))}, "Phantom cervical region (ground truth)", cerv_node)
+    check_cancel(cancel)
+    _p(progress, 0.7, "saving the scene bundle")
+    mrb = sc.save_mrb(scene, out / "spineai-demo.mrb")
+
+    # Reload and compare with the phantoms: the scene layer's geometry must be exact.
+    _p(progress, 0.78, "checking the saved scene")
+    loaded = sc.load_mrb(mrb)
+    c_labels, c_ras = sc.fiducials_ras(loaded.GetFirstNodeByName("Phantom centroids (ground truth)"))
+    gt_ras = lps_to_ras(np.array([ct.centroids[anatomy.vertebra_label(n)] for n in c_labels]))
+    l_labels, l_ras = sc.fiducials_ras(loaded.GetFirstNodeByName("Phantom corners (ground truth)"))
+    gt_l = lps_to_ras(ap.image.pixels_to_lps(ap.landmarks))
+    segs = sc.segment_arrays(loaded.GetFirstNodeByName("Phantom vertebrae (ground truth)"), ct.labels)
+    dices = [_dice(mask, ct.labels.array == anatomy.vertebra_label(name.split()[0])) for name, mask in segs.items()]
+    reloaded_angle = loaded.GetFirstNodeByName(angle_node.GetName()).GetAngleDegrees()
+    tasks["scene_roundtrip"] = {
+        "metrics": {
+            "centroid_max_error_mm": float(np.abs(c_ras - gt_ras).max()),
+            "landmark_max_error_mm": float(np.abs(l_ras - gt_l).max()),
+            "landmark_names_match": l_labels == landmark_names(),
+            "vertebra_segments": len(segs),
+            "vertebra_segment_min_dice": float(min(dices)),
+            "cobb_angle_markup_deg": float(reloaded_angle),
+            "cobb_angle_phantom_deg": float(ap.cobb_main_deg),
+        },
+        "seconds": round(time.perf_counter() - t1, 3),
+    }
+    tasks["phantoms"] = {"metrics": {"ct_size_xyz": list(ct.image.size), "ct_vertebrae": len(ct.centroids),
+                                     "ap_landmarks": int(len(ap.landmarks))},
+                         "seconds": round(phantom_seconds, 3)}
+    check_cancel(cancel)
+
+    # ------------------------------------------------------------------------- overview
+    _p(progress, 0.88, "rendering the overview")
+    fig, axes = render.figure(3, 4.2, 6.5)
+    render.ct_coronal(axes[0], ct.image, ct.labels, ct.centroids, "CT phantom: vertebrae + centroids")
+    render.radiograph(axes[1], ap.image, ap.landmarks, lines_px,
+                      f"Cobb {ap.cobb_main_deg:.1f}° ({names[up]}-{names[low]})", title="AP phantom: 68 corners")
+    render.radiograph(axes[2], cerv.image, region=cerv.region, title="Lateral cervical phantom: C3-C7 region")
+    render.save_figure(fig, out / "overview.png")
+
+    report = {"tasks": tasks, "versions": versions(), "device": device_summary(device),
+              "outputs": {"scene": mrb.name, "overview": "overview.png"}}
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    _p(progress, 1.0, "done")
+    return report

@@ -1,0 +1,126 @@
+"""Reading and writing images with SimpleITK.
+
+Supported: NIfTI (.nii, .nii.gz), NRRD (.nrrd, .nhdr), MetaImage (.mha, .mhd), a DICOM
+series folder, single DICOM files (.dcm), and radiograph formats PNG/JPEG/TIFF/BMP. Colour
+radiographs are converted to grayscale (ITU-R BT.601 luma) rather than rejected.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from SpineAILib.errors import InputError
+from SpineAILib.io.image import Image
+
+VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+RADIOGRAPH_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
+SUPPORTED_SUFFIXES = VOLUME_SUFFIXES + RADIOGRAPH_SUFFIXES + DICOM_SUFFIXES
+WRITE_SUFFIXES = VOLUME_SUFFIXES + (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+
+
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    for s in sorted(SUPPORTED_SUFFIXES, key=len, reverse=True):
+        if name.endswith(s):
+            return s
+    return path.suffix.lower()
+
+
+def _to_grayscale(img):
+    """Vector (RGB/RGBA) pixels -> scalar float luma; scalar images pass through."""
+    import SimpleITK as sitk
+
+    n = img.GetNumberOfComponentsPerPixel()
+    if n == 1:
+        return img, None
+    arr = sitk.GetArrayFromImage(img).astype(np.float32)
+    if n >= 3:
+        gray = 0.299 * arr[..., 0] + 0.587 * arr[..., 1] + 0.114 * arr[..., 2]
+    else:  # gray + alpha
+        gray = arr[..., 0]
+    out = sitk.GetImageFromArray(gray)
+    out.CopyInformation(img)
+    return out, f"{n}-component colour image converted to grayscale"
+
+
+def _read_dicom_folder(folder: Path):
+    import SimpleITK as sitk
+
+    reader = sitk.ImageSeriesReader()
+    ids = reader.GetGDCMSeriesIDs(str(folder))
+    if not ids:
+        raise InputError(
+            f"Folder {folder} contains no DICOM series. Expected a folder of DICOM slices, or give "
+            f"a single file ({', '.join(SUPPORTED_SUFFIXES)})."
+        )
+    # The series with most slices is the one a user means when pointing at a folder.
+    best = max(ids, key=lambda i: len(reader.GetGDCMSeriesFileNames(str(folder), i)))
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder), best))
+    return reader.Execute(), {"dicom_series_uid": best, "n_series_in_folder": len(ids)}
+
+
+def read_image(path: str | os.PathLike, expect_ndim: int | None = None) -> Image:
+    """Read a volume or radiograph into an :class:`Image` (LPS geometry).
+
+    Args:
+        path: a file in a supported format or a folder holding a DICOM series.
+        expect_ndim: 2 to get a radiograph (single-slice volumes are squeezed, real volumes
+            rejected), 3 to require a volume, None to return what the file holds.
+    Raises:
+        InputError: missing or unreadable path, unsupported format, wrong dimensionality.
+    """
+    import SimpleITK as sitk
+
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise InputError(f"File not found: {p}. Expected an image file or a DICOM folder.")
+    meta: dict = {"source": str(p)}
+    if p.is_dir():
+        img, extra = _read_dicom_folder(p)
+        meta.update(extra)
+    else:
+        suffix = _suffix(p)
+        if suffix not in SUPPORTED_SUFFIXES:
+            raise InputError(
+                f"Unsupported file format '{suffix or p.name}' for {p.name}. Supported: "
+                f"{', '.join(SUPPORTED_SUFFIXES)} or a DICOM series folder."
+            )
+        try:
+            img = sitk.ReadImage(str(p))
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
+            raise InputError(f"Could not read {p.name}: the file is corrupt or not a valid {suffix} image ({first}).") from None
+        if suffix in RADIOGRAPH_SUFFIXES:
+            # These formats hold no physical pixel size; SimpleITK reports 1 mm.
+            meta["spacing_known"] = False
+    img, note = _to_grayscale(img)
+    if note:
+        meta["converted"] = note
+    if img.GetDimension() not in (2, 3):
+        raise InputError(f"{p.name} has {img.GetDimension()} dimensions; expected a 2D radiograph or a 3D volume.")
+    image = Image.from_sitk(img, meta)
+    if expect_ndim == 2:
+        image = image.as_2d(task=f"Reading {p.name} as a radiograph")
+    elif expect_ndim == 3 and (image.is_2d or min(image.size) == 1):
+        raise InputError(
+            f"{p.name} is a 2D image of size {image.size}; this task expects a 3D volume (CT). "
+            "Load a CT series or a NIfTI/NRRD volume."
+        )
+    return image
+
+
+def write_image(image: Image, path: str | os.PathLike, compress: bool = True) -> Path:
+    """Write an :class:`Image` with its geometry. The format follows the file extension."""
+    import SimpleITK as sitk
+
+    p = Path(path)
+    suffix = _suffix(p)
+    if suffix not in WRITE_SUFFIXES:
+        raise InputError(f"Cannot write '{suffix}' files; use one of {', '.join(WRITE_SUFFIXES)}.")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(image.to_sitk(), str(p), compress and suffix not in RADIOGRAPH_SUFFIXES)
+    return p

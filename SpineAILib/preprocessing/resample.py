@@ -1,0 +1,103 @@
+"""Resampling to a target spacing, recording what was done so outputs map back exactly."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from SpineAILib.errors import InputError
+from SpineAILib.io.image import Image
+
+_INTERPOLATORS = ("nearest", "linear", "bspline")
+
+
+def _sitk_interp(name: str):
+    import SimpleITK as sitk
+
+    table = {"nearest": sitk.sitkNearestNeighbor, "linear": sitk.sitkLinear, "bspline": sitk.sitkBSpline}
+    if name not in table:
+        raise InputError(f"Unknown interpolator '{name}'; expected one of {', '.join(_INTERPOLATORS)}.")
+    return table[name]
+
+
+@dataclass(frozen=True)
+class ResampleRecord:
+    """What :func:`resample_to_spacing` did: the original grid, so results go back onto it.
+
+    The resampled grid keeps the original origin (centre of voxel 0) and direction, so a
+    physical point has the same coordinates in both; only the voxel grid differs.
+    """
+
+    original_size: tuple[int, ...]
+    original_spacing: tuple[float, ...]
+    original_origin: tuple[float, ...]
+    original_direction: tuple[float, ...]
+    new_spacing: tuple[float, ...]
+    new_size: tuple[int, ...]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def restore(self, image: Image, interpolator: str = "nearest", default_value: float = 0.0) -> Image:
+        """Resample ``image`` (on the resampled grid, e.g. a predicted label map) back onto the
+        original grid. Use "nearest" for label maps and "linear" for probabilities."""
+        import SimpleITK as sitk
+
+        ref = sitk.Image([int(s) for s in self.original_size], sitk.sitkUInt8)
+        ref.SetSpacing(self.original_spacing)
+        ref.SetOrigin(self.original_origin)
+        ref.SetDirection(self.original_direction)
+        out = sitk.Resample(image.to_sitk(), ref, sitk.Transform(), _sitk_interp(interpolator),
+                            float(default_value), image.to_sitk().GetPixelID())
+        restored = Image.from_sitk(out, dict(image.meta))
+        # A new list: the input's history must not change (meta dicts are shallow copies).
+        restored.meta["history"] = [*image.meta.get("history", []), {"op": "restore", "from_spacing": self.new_spacing}]
+        return restored
+
+
+def resample_to_spacing(
+    image: Image,
+    spacing: tuple[float, ...] | float,
+    interpolator: str = "linear",
+    default_value: float | None = None,
+) -> tuple[Image, ResampleRecord]:
+    """Resample to ``spacing`` (mm, x/y[/z] order; a float means isotropic).
+
+    The field of view is kept: new size = round(old extent / new spacing), at least 1. The
+    default value outside the image is the image minimum (air in CT) unless given.
+    Returns the resampled image and the record whose ``restore`` maps results back.
+    """
+    import SimpleITK as sitk
+
+    nd = image.ndim
+    new_spacing = (float(spacing),) * nd if np.isscalar(spacing) else tuple(float(s) for s in spacing)
+    if len(new_spacing) != nd or not all(s > 0 for s in new_spacing):
+        raise InputError(f"Target spacing {new_spacing} must hold {nd} positive values (mm).")
+    old_size = np.array(image.size)
+    new_size = np.maximum(1, np.round(old_size * np.array(image.spacing) / np.array(new_spacing))).astype(int)
+    src = image.to_sitk()
+    if default_value is None:
+        default_value = float(np.min(image.array))
+    out = sitk.Resample(
+        src,
+        [int(s) for s in new_size],
+        sitk.Transform(),
+        _sitk_interp(interpolator),
+        image.origin,
+        new_spacing,
+        tuple(image.direction.ravel()),
+        float(default_value),
+        src.GetPixelID(),
+    )
+    record = ResampleRecord(
+        original_size=tuple(int(s) for s in old_size),
+        original_spacing=tuple(image.spacing),
+        original_origin=tuple(image.origin),
+        original_direction=tuple(float(d) for d in image.direction.ravel()),
+        new_spacing=new_spacing,
+        new_size=tuple(int(s) for s in new_size),
+    )
+    result = Image.from_sitk(out, dict(image.meta))
+    result.meta["history"] = [*image.meta.get("history", []), {"op": "resample", **record.to_dict()}]
+    return result, record

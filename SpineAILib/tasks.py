@@ -1,0 +1,31 @@
+"""Registry of SpineAI tasks (capabilities): what exists, its CLI command, its input. No torch.
+
+A task is listed here once it works end to end; the Slicer home module and ``spineai info``
+read this table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    name: str
+    title: str
+    cli: str
+    input: str  # "ct" (3D volume) or "radiograph" (2D)
+    entry_point: str  # the public Python function
+    slicer_module: str
+
+
+TASKS: dict[str, TaskInfo] = {}
+
+
+def register_task(info: TaskInfo) -> TaskInfo:
+    TASKS[info.name] = info
+    return info
+
+
+def available_tasks() -> list[TaskInfo]:
+    return [TASKS[k] for k in sorted(TASKS)]
