@@ -81,16 +81,22 @@ class CTPhantom:
 
 
 def _endplates(kind: str | None, f: float, H: float, u: np.ndarray, v: np.ndarray, W: float, D: float):
-    """(top, bottom) endplate heights (mm, along the body axis) at local (u, v)."""
+    """(top, bottom) endplate heights (mm, along the body axis) at local (u, v).
+
+    Profiles are chosen so the Genant ratios are exact at the measuring positions
+    (MEASURE_AT): wedge anterior/posterior = 1 - f, biconcave middle/posterior = 1 - f,
+    crush: every height times 1 - f.
+    """
     top = np.full_like(u, H / 2.0, dtype=float)
     bottom = np.full_like(u, -H / 2.0, dtype=float)
     if kind is None or f == 0:
         return top, bottom
-    if kind == "wedge":  # anterior (v < 0) collapses, posterior wall intact
-        top = top - f * H * np.clip((D / 2.0 - v) / D, 0, 1)
-    elif kind == "biconcave":  # both endplates sink centrally
-        rho2 = np.clip((u / (W / 2.0)) ** 2 + (v / (D / 2.0)) ** 2, 0, 1)
-        r = f * H * (1 - rho2)
+    v_ant, v_post = MEASURE_AT["anterior"] * D / 2.0, MEASURE_AT["posterior"] * D / 2.0
+    if kind == "wedge":  # the anterior part of the upper endplate collapses, posterior wall intact
+        top = top - f * H * np.clip((v_post - v) / (v_post - v_ant), 0, 1)
+    elif kind == "biconcave":  # both endplates sink centrally, the rim (beyond the measuring points) intact
+        rho2 = (u / (W / 2.0 * abs(MEASURE_AT["anterior"]))) ** 2 + (v / v_post) ** 2
+        r = f * H * np.clip(1 - rho2, 0, 1)
         top, bottom = top - r / 2, bottom + r / 2
     elif kind == "crush":  # whole body flattened
         top, bottom = top - f * H / 2, bottom + f * H / 2

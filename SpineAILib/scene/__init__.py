@@ -18,6 +18,7 @@ from SpineAILib.scene.mrml import (  # noqa: F401
     new_scene,
     save_mrb,
     segment_arrays,
+    segment_tag,
     table_columns,
     unique_name,
 )

@@ -6,6 +6,7 @@ overwritten; callers that want to update a node remove it first themselves.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from dataclasses import dataclass
@@ -205,6 +206,14 @@ def segment_arrays(seg_node, reference: Image) -> dict[str, np.ndarray]:
     return out
 
 
+def segment_tag(segment, key: str) -> str:
+    """A segment's tag value ("" if unset), e.g. ``segment_tag(s, "TerminologyEntry")``."""
+    vtk = _vtk()
+    value = vtk.reference("")
+    segment.GetTag(key, value)
+    return str(value)
+
+
 def add_fiducials(scene, name: str, points_lps: np.ndarray, labels: list[str],
                   color: tuple[float, float, float] | None = None, descriptions: list[str] | None = None,
                   locked: bool = False):
@@ -297,6 +306,17 @@ def table_columns(node) -> dict[str, list]:
     return out
 
 
+@contextlib.contextmanager
+def _restore_cwd():
+    """MRML's zip code changes the working directory and, when unzipping fails, does not change
+    it back; keep the caller's working directory whatever happens."""
+    cwd = os.getcwd()
+    try:
+        yield
+    finally:
+        os.chdir(cwd)
+
+
 def save_mrb(scene, path: str | os.PathLike) -> Path:
     """Save the whole scene as a Medical Reality Bundle (.mrb, a zip of the .mrml and data)."""
     p = Path(path).resolve()
@@ -307,7 +327,9 @@ def save_mrb(scene, path: str | os.PathLike) -> Path:
         node = scene.GetNthNode(i)
         if node.IsA("vtkMRMLStorableNode") and node.GetStorageNode() is None:
             node.AddDefaultStorageNode()
-    if not scene.WriteToMRB(str(p)):
+    with _restore_cwd():
+        ok = scene.WriteToMRB(str(p))
+    if not ok:
         raise OSError(f"Writing the scene bundle {p} failed.")
     return p
 
@@ -319,6 +341,8 @@ def load_mrb(path: str | os.PathLike):
         raise InputError(f"Scene bundle not found: {p}")
     scene = new_scene()
     scene.SetURL(str(p))
-    if not scene.ReadFromMRB(str(p)):
+    with _restore_cwd():
+        ok = scene.ReadFromMRB(str(p))
+    if not ok:
         raise InputError(f"Could not read the scene bundle {p} (corrupt or not an .mrb).")
     return scene
