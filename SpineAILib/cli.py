@@ -118,7 +118,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return EXIT_INPUT
-    mode = "machine" if getattr(args, "machine_progress", False) else ("none" if getattr(args, "quiet", False) else "bar")
+    mode = "bar"
+    if getattr(args, "machine_progress", False):
+        mode = "machine"
+    elif getattr(args, "quiet", False):
+        mode = "none"
     progress = Progress(mode)
     try:
         return COMMANDS[args.command](args, progress)

@@ -87,7 +87,8 @@ def run_demo(
     write_landmarks_2d(scene, ap.image, ap.landmarks, "Phantom corners (ground truth)")
     names = anatomy.AASCE_VERTEBRAE
     up, low = (names.index(v) for v in ap.main_end_vertebrae)
-    lines_px = [(ap.landmarks[4 * up], ap.landmarks[4 * up + 1]), (ap.landmarks[4 * low + 2], ap.landmarks[4 * low + 3])]
+    lm = ap.landmarks
+    lines_px = [(lm[4 * up], lm[4 * up + 1]), (lm[4 * low + 2], lm[4 * low + 3])]
     for (a, b), label in zip(lines_px, (f"{names[up]} upper endplate", f"{names[low]} lower endplate"), strict=True):
         pa, pb = ap.image.pixels_to_lps(np.array([a, b]))
         sc.add_line(scene, label, pa, pb, color=(0.2, 0.7, 1.0))

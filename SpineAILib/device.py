@@ -62,7 +62,9 @@ def resolve_device(spec: str | None = "auto", strict: bool = False):
             return torch.device("cpu")
         n = torch.cuda.device_count()
         if index is not None and index >= n:
-            raise InputError(f"Device '{spec}' does not exist: this machine has {n} CUDA device(s) (cuda:0..cuda:{n - 1}).")
+            raise InputError(
+                f"Device '{spec}' does not exist: this machine has {n} CUDA device(s) (cuda:0..cuda:{n - 1})."
+            )
         return torch.device("cuda", index or 0)
     # mps
     if not mps_ok:

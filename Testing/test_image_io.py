@@ -91,7 +91,8 @@ def test_png_radiograph_and_single_slice_squeeze(tmp_path):
     flat = read_image(tmp_path / "xr.nrrd", expect_ndim=2)
     assert flat.is_2d and flat.spacing == pytest.approx((0.2, 0.3))
     # ... and maps pixels back to the volume's physical positions.
-    np.testing.assert_allclose(flat.pixels_to_lps(np.array([4.0, 5.0])), vol.index_to_physical(np.array([4.0, 5.0, 0.0])))
+    expected = vol.index_to_physical(np.array([4.0, 5.0, 0.0]))
+    np.testing.assert_allclose(flat.pixels_to_lps(np.array([4.0, 5.0])), expected)
     np.testing.assert_array_equal(flat.as_3d().array, vol.array)
 
 

@@ -48,7 +48,8 @@ def test_ct_phantom_heights_are_exact_and_match_the_pixels(straight_ct):
     H = vertebra_dimensions("L1")["height"]
     assert ph.heights[20]["posterior"] == pytest.approx(H)
     assert ph.heights[20]["anterior"] == pytest.approx(H * (1 - 0.3))  # Genant ratio exactly 1 - f
-    assert ph.heights[19]["anterior"] == ph.heights[19]["posterior"] == pytest.approx(vertebra_dimensions("T12")["height"])
+    t12 = vertebra_dimensions("T12")["height"]
+    assert ph.heights[19]["anterior"] == ph.heights[19]["posterior"] == pytest.approx(t12)
     h2 = ph.heights[21]
     assert h2["middle"] == pytest.approx(vertebra_dimensions("L2")["height"] * 0.75)
     assert h2["anterior"] == pytest.approx(h2["posterior"]) == pytest.approx(vertebra_dimensions("L2")["height"])

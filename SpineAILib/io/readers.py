@@ -93,7 +93,9 @@ def read_image(path: str | os.PathLike, expect_ndim: int | None = None) -> Image
             img = sitk.ReadImage(str(p))
         except RuntimeError as exc:
             first = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
-            raise InputError(f"Could not read {p.name}: the file is corrupt or not a valid {suffix} image ({first}).") from None
+            raise InputError(
+                f"Could not read {p.name}: the file is corrupt or not a valid {suffix} image ({first})."
+            ) from None
         if suffix in RADIOGRAPH_SUFFIXES:
             # These formats hold no physical pixel size; SimpleITK reports 1 mm.
             meta["spacing_known"] = False

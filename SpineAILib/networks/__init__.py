@@ -58,4 +58,6 @@ def build_network(architecture: str, **kwargs: Any):
     try:
         return _REGISTRY[architecture](**kwargs)
     except TypeError as exc:
-        raise ModelError(f"Architecture '{architecture}' does not accept the card's arguments {kwargs}: {exc}") from None
+        raise ModelError(
+            f"Architecture '{architecture}' does not accept the card's arguments {kwargs}: {exc}"
+        ) from None

@@ -120,7 +120,9 @@ def ct_spine_phantom(config: CTPhantomConfig | None = None) -> CTPhantom:
     rng = np.random.default_rng(cfg.seed)
     order = [anatomy.VERTEBRAE[i] for i in anatomy.ORDER if anatomy.VERTEBRAE[i] not in ("L6", "T13")]
     if cfg.first not in order or cfg.last not in order or order.index(cfg.first) > order.index(cfg.last):
-        raise InputError(f"Vertebra range {cfg.first}..{cfg.last} is invalid; use names from {order[0]} to {order[-1]}.")
+        raise InputError(
+            f"Vertebra range {cfg.first}..{cfg.last} is invalid; use names from {order[0]} to {order[-1]}."
+        )
     for name, (kind, frac) in cfg.height_loss.items():
         if kind not in DEFORMITIES or not 0 <= frac < 0.9:
             raise InputError(f"Height loss for {name} must be one of {DEFORMITIES} with a fraction in [0, 0.9).")
@@ -170,7 +172,7 @@ def ct_spine_phantom(config: CTPhantomConfig | None = None) -> CTPhantom:
     idx = np.stack([ii, jj, kk], -1)
     phys = idx @ m[:3, :3].T.astype(np.float32) + m[:3, 3].astype(np.float32)
     del idx, ii, jj, kk
-    X, Y, Z = phys[..., 0], phys[..., 1], phys[..., 2]
+    X, Y = phys[..., 0], phys[..., 1]
 
     hu = np.full(size[::-1], HU["air"], np.float32)
     # Trunk: ellipse in the axial plane, fat rim then soft tissue.

@@ -17,7 +17,9 @@ def check_image(image: Image, task: str, ndim: int | None = None, min_size: int 
       are rejected.
     """
     if not isinstance(image, Image):
-        raise InputError(f"{task} expects a SpineAILib Image (see SpineAILib.io.read_image), got {type(image).__name__}.")
+        raise InputError(
+            f"{task} expects a SpineAILib Image (see SpineAILib.io.read_image), got {type(image).__name__}."
+        )
     if ndim == 2:
         image = image.as_2d(task=task)
     elif ndim == 3 and (image.is_2d or min(image.size) == 1):
@@ -27,7 +29,9 @@ def check_image(image: Image, task: str, ndim: int | None = None, min_size: int 
         )
     arr = image.array
     if min(arr.shape) < min_size:
-        raise InputError(f"{task}: image of size {image.size} is too small; expected at least {min_size} pixels per axis.")
+        raise InputError(
+            f"{task}: image of size {image.size} is too small; expected at least {min_size} pixels per axis."
+        )
     if np.issubdtype(arr.dtype, np.floating):
         bad = ~np.isfinite(arr)
         if bad.any():
