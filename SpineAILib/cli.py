@@ -96,7 +96,77 @@ def _cmd_info(args: argparse.Namespace, progress: Progress) -> int:
     return EXIT_OK
 
 
-COMMANDS: dict[str, Callable[[argparse.Namespace, Progress], int]] = {"demo": _cmd_demo, "info": _cmd_info}
+COBB_CSV_HEADER = ["image", "main", "upper", "lower", "confidence", "low_confidence", "main_curve", "upper_curve",
+                   "lower_curve", "main_apex", "warnings"]
+
+
+def _cmd_cobb(args: argparse.Namespace, progress: Progress) -> int:
+    """Batch Cobb angles: one CSV row per image (main, upper, lower in degrees first)."""
+    import csv
+    from pathlib import Path
+
+    from SpineAILib.cobb.predict import estimate_batch, list_images
+    from SpineAILib.device import parse_device
+
+    parse_device(args.device)
+    files = list_images(args.input)
+    out = Path(args.output)
+    csv_path = Path(args.csv) if args.csv else out / "cobb_angles.csv"
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    results = estimate_batch(files, device=args.device, batch_size=args.batch_size, progress=progress)
+    failures = 0
+    with open(csv_path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(COBB_CSV_HEADER)
+        for path, r in zip(files, results, strict=True):
+            if isinstance(r, InputError):
+                # One unreadable file must not stop a batch: report it and go on.
+                failures += 1
+                print(f"spineai cobb: {path.name}: {r}", file=sys.stderr)
+                w.writerow([path.name, "", "", "", "", "", "", "", "", "", f"error: {r}"])
+                continue
+            a = r.angles
+            w.writerow([path.name, *(f"{v:.3f}" for v in r.values), f"{r.confidence:.3f}", int(r.low_confidence),
+                        f"{a.main.upper_end}-{a.main.lower_end}", f"{a.upper.upper_end}-{a.upper.lower_end}",
+                        f"{a.lower.upper_end}-{a.lower.lower_end}", a.main.apex, " | ".join(r.warnings)])
+            if r.warnings and len(files) == 1:
+                for msg in r.warnings:
+                    print(f"spineai cobb: warning: {msg}", file=sys.stderr)
+            if args.landmarks:
+                d = Path(args.landmarks)
+                d.mkdir(parents=True, exist_ok=True)
+                (d / f"{path.name}.json").write_text(json.dumps({"image": path.name, **r.to_dict()}, indent=1))
+    progress.close()
+    print(f"Wrote {csv_path} ({len(files) - failures} image(s){f', {failures} failed' if failures else ''})")
+    if len(files) == 1 and failures == 0:
+        r = results[0]
+        print(f"  main {r.values[0]:.1f}, upper {r.values[1]:.1f}, lower {r.values[2]:.1f} degrees "
+              f"(confidence {r.confidence:.2f})")
+    return EXIT_INPUT if failures == len(files) else EXIT_OK
+
+
+TRAINERS = {"cobb": "SpineAILib.cobb.train"}
+EVALUATORS = {"cobb": "SpineAILib.cobb.evaluate"}
+
+
+def _run_module_main(table: dict[str, str], args: argparse.Namespace) -> int:
+    import importlib
+
+    if args.task not in table:
+        raise InputError(f"No such task '{args.task}'; available: {', '.join(sorted(table))}.")
+    return int(importlib.import_module(table[args.task]).main(args.rest) or 0)
+
+
+def _cmd_train(args: argparse.Namespace, progress: Progress) -> int:
+    return _run_module_main(TRAINERS, args)
+
+
+def _cmd_evaluate(args: argparse.Namespace, progress: Progress) -> int:
+    return _run_module_main(EVALUATORS, args)
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, Progress], int]] = {
+    "demo": _cmd_demo, "info": _cmd_info, "cobb": _cmd_cobb, "train": _cmd_train, "evaluate": _cmd_evaluate}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,6 +179,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="versions, device, installed models")
     _common(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = sub.add_parser("cobb", help="Cobb angles of AP spine radiographs (a file or a folder)")
+    p.add_argument("input", help="radiograph (PNG/JPG/DICOM/NRRD...) or a folder of them")
+    _common(p, "spineai-cobb")
+    p.add_argument("--csv", help="CSV path (default OUTPUT/cobb_angles.csv): image,main,upper,lower,...")
+    p.add_argument("--landmarks", metavar="DIR", help="also write <image>.json with the 68 landmarks per image")
+    p.add_argument("--batch-size", type=int, default=4, help="images per network call (default 4)")
+    for name, helptext in (("train", "train a task's model (headless)"), ("evaluate", "evaluate a task's model")):
+        p = sub.add_parser(name, help=helptext, add_help=False)
+        p.add_argument("task", help="task name, e.g. cobb")
+        p.add_argument("rest", nargs=argparse.REMAINDER, help="options of that task's script (--help lists them)")
     return parser
 
 

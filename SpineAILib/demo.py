@@ -1,8 +1,9 @@
 """``spineai demo``: phantoms -> every pipeline that exists -> a Slicer scene, a PNG, a report.
 
-Until the task issues land their models, the demo writes the phantoms' ground truth through
-the same scene layer the tasks use and checks the written scene against it after reloading the
-.mrb (the ``scene_roundtrip`` entry of the report). Each task adds its own entry, shaped
+The demo writes the phantoms' ground truth through the same scene layer the tasks use and
+checks the written scene against it after reloading the .mrb (the ``scene_roundtrip`` entry
+of the report), then runs every task that exists (``cobb``: the landmark model on the AP
+phantom, compared with the phantom's exact geometry). Each task has its own entry, shaped
 ``{"metrics": {...prediction vs phantom ground truth...}, "seconds": float}``.
 """
 
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from SpineAILib import anatomy, render
+from SpineAILib.errors import ModelError
 from SpineAILib.io.image import lps_to_ras
 from SpineAILib.phantoms import (
     CervicalPhantomConfig,
@@ -131,6 +133,35 @@ def run_demo(
         },
         "seconds": round(time.perf_counter() - t1, 3),
     }
+    # ------------------------------------------------------------------ Cobb angles (AP)
+    check_cancel(cancel)
+    _p(progress, 0.82, "Cobb angles on the AP phantom")
+    cobb_pred = None
+    try:
+        from SpineAILib.cobb import cobb_angles, estimate, smape
+        from SpineAILib.cobb.scene import write_cobb_result
+
+        t2 = time.perf_counter()
+        cobb_pred = estimate(ap.image, device=device)
+        seconds = time.perf_counter() - t2
+        gt = cobb_angles(ap.landmarks, ap.image.array.shape[0])
+        write_cobb_result(scene, ap.image, cobb_pred, prefix="Predicted Cobb")
+        sc.save_mrb(scene, mrb)
+        tasks["cobb"] = {
+            "metrics": {
+                "smape_percent": smape([cobb_pred.values], [gt.values]),
+                "main_abs_error_deg": abs(cobb_pred.values[0] - gt.values[0]),
+                "predicted_deg": [round(v, 2) for v in cobb_pred.values],
+                "phantom_deg": [round(v, 2) for v in gt.values],
+                "landmark_mean_error_px": float(np.linalg.norm(cobb_pred.landmarks - ap.landmarks, axis=1).mean()),
+                "confidence": cobb_pred.confidence,
+                "low_confidence": cobb_pred.low_confidence,
+            },
+            "seconds": round(seconds, 3),
+        }
+    except ModelError as exc:  # a source checkout without weights still runs the rest of the demo
+        tasks["cobb"] = {"metrics": {}, "seconds": 0.0, "error": str(exc)}
+
     tasks["phantoms"] = {"metrics": {"ct_size_xyz": list(ct.image.size), "ct_vertebrae": len(ct.centroids),
                                      "ap_landmarks": int(len(ap.landmarks))},
                          "seconds": round(phantom_seconds, 3)}
@@ -140,8 +171,15 @@ def run_demo(
     _p(progress, 0.88, "rendering the overview")
     fig, axes = render.figure(3, 4.2, 6.5)
     render.ct_coronal(axes[0], ct.image, ct.labels, ct.centroids, "CT phantom: vertebrae + centroids")
-    render.radiograph(axes[1], ap.image, ap.landmarks, lines_px,
-                      f"Cobb {ap.cobb_main_deg:.1f}° ({names[up]}-{names[low]})", title="AP phantom: 68 corners")
+    if cobb_pred is not None:
+        m = cobb_pred.angles.main
+        text = (f"predicted main {cobb_pred.values[0]:.1f}° ({m.upper_end}-{m.lower_end})\n"
+                f"phantom main {ap.cobb_main_deg:.1f}° ({names[up]}-{names[low]})")
+        render.radiograph(axes[1], ap.image, cobb_pred.landmarks, lines_px, text,
+                          title="AP phantom: predicted corners + Cobb")
+    else:
+        render.radiograph(axes[1], ap.image, ap.landmarks, lines_px,
+                          f"Cobb {ap.cobb_main_deg:.1f}° ({names[up]}-{names[low]})", title="AP phantom: 68 corners")
     render.radiograph(axes[2], cerv.image, region=cerv.region, title="Lateral cervical phantom: C3-C7 region")
     render.save_figure(fig, out / "overview.png")
 

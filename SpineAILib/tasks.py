@@ -27,5 +27,13 @@ def register_task(info: TaskInfo) -> TaskInfo:
     return info
 
 
+# Task packages register themselves on import; none of them imports torch at module level.
+TASK_MODULES = ("SpineAILib.cobb",)
+
+
 def available_tasks() -> list[TaskInfo]:
+    import importlib
+
+    for mod in TASK_MODULES:
+        importlib.import_module(mod)
     return [TASKS[k] for k in sorted(TASKS)]

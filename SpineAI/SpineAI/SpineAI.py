@@ -8,13 +8,14 @@ functions the pytest suite covers.
 import os
 
 import slicer
-import SpineAICommon  # noqa: F401  (makes SpineAILib importable from a source checkout)
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
     ScriptedLoadableModuleTest,
     ScriptedLoadableModuleWidget,
 )
+
+import SpineAICommon  # noqa: F401  (makes SpineAILib importable from a source checkout)
 
 ABOUT = (
     "SpineAI brings spine-imaging AI to 3D Slicer: Cobb angles from AP radiographs, CT vertebra "

@@ -1,0 +1,178 @@
+"""Cobb Angle: AP spine radiograph -> 68 vertebra-corner landmarks, the three AASCE Cobb angles
+drawn as markups, and a table (angle, value, end vertebrae, apex).
+
+Console (blocking)::
+
+    logic = slicer.util.getModuleLogic("CobbAngle")
+    result = logic.process(slicer.util.getNode("MyXray"))   # SpineAILib CobbResult
+    result.values, result.angles.main.upper_end, result.warnings
+"""
+
+import json
+import os
+import tempfile
+
+import slicer
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
+
+import SpineAICommon
+
+
+class CobbAngle(ScriptedLoadableModule):
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = "Cobb Angle"
+        self.parent.categories = ["SpineAI"]
+        self.parent.dependencies = []
+        self.parent.contributors = ["SpineAI developers"]
+        self.parent.helpText = (
+            "Select an AP spine radiograph (2D, one slice) and click Apply. SpineAI detects the four corners of "
+            "the 17 vertebrae T1-L5 and computes the three Cobb angles as the AASCE 2019 challenge defines them "
+            "(main curve, the curve above and the curve below). A warning is shown when the detection is not "
+            "trustworthy (wrong view, not a spine, vertebrae missed)."
+        )
+        self.parent.acknowledgementText = (
+            "Landmark model trained by SpineAI on the AASCE 2019 challenge training data (SpineWeb dataset 16, "
+            "London Health Sciences Center; Wu et al., MICCAI 2017). Research use only."
+        )
+
+
+class CobbAngleWidget(ScriptedLoadableModuleWidget):
+    def setup(self):
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/CobbAngle.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = CobbAngleLogic()
+        self.runner = SpineAICommon.BackgroundCliRunner(self.onProgress, self.onFinished)
+        self.ui.deviceComboBox.addItems(["auto", "cpu", "cuda", "mps"])
+        self.ui.applyButton.connect("clicked(bool)", self.onApply)
+        self.ui.cancelButton.connect("clicked(bool)", self.runner.cancel)
+        self.ui.inputSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateButtons)
+        self.ui.cancelButton.enabled = False
+        self.updateButtons()
+        self._workDir = None
+
+    def updateButtons(self, *_):
+        self.ui.applyButton.enabled = self.ui.inputSelector.currentNode() is not None and not self.runner.running
+
+    def onApply(self):
+        volume = self.ui.inputSelector.currentNode()
+        try:
+            self.logic.checkInput(volume)
+        except ValueError as exc:
+            SpineAICommon.showError(str(exc))
+            return
+        if not SpineAICommon.ensureDependencies():
+            return
+        self._workDir = tempfile.mkdtemp(prefix="spineai-cobb-")
+        inputPath = self.logic.exportInput(volume, self._workDir)
+        self.ui.applyButton.enabled = False
+        self.ui.cancelButton.enabled = True
+        self.ui.statusLabel.text = "Detecting vertebrae in the background..."
+        self.ui.progressBar.setValue(0)
+        self.runner.start("cobb", self.logic.cliArguments(inputPath, self._workDir), self.ui.deviceComboBox.currentText)
+
+    def onProgress(self, fraction, message):
+        self.ui.progressBar.setValue(int(round(100 * fraction)))
+        self.ui.statusLabel.text = message
+
+    def onFinished(self, ok, exitCode, output):
+        self.ui.cancelButton.enabled = False
+        self.updateButtons()
+        if self.runner.cancelled:
+            self.ui.statusLabel.text = "Cancelled."
+            return
+        if not ok:
+            self.ui.statusLabel.text = "Failed."
+            SpineAICommon.showError(f"Cobb angle estimation failed (exit code {exitCode}).\n\n{output[-2000:]}")
+            return
+        try:
+            result = self.logic.readResult(self._workDir)
+            self.logic.writeResult(self.ui.inputSelector.currentNode(), result)
+        except Exception as exc:  # noqa: BLE001
+            SpineAICommon.showError(f"Could not read the result: {exc}", exc)
+            return
+        main, upper, lower = result.values
+        self.ui.statusLabel.text = f"Main {main:.1f}°, upper {upper:.1f}°, lower {lower:.1f}° (confidence {result.confidence:.2f})"
+        if result.warnings:
+            slicer.util.warningDisplay("\n\n".join(result.warnings), windowTitle="Cobb Angle: low confidence")
+
+
+class CobbAngleLogic(ScriptedLoadableModuleLogic):
+    """GUI-free: usable from the Python console; the Widget only adds the background process."""
+
+    def checkInput(self, volumeNode):
+        """Raise ValueError (with the reason) for inputs the model cannot take."""
+        from SpineAILib.preprocessing import check_image
+        from SpineAILib.scene import image_from_volume_node
+
+        if volumeNode is None:
+            raise ValueError("Select an AP spine radiograph first.")
+        return check_image(image_from_volume_node(volumeNode), "Cobb angle estimation", ndim=2)
+
+    def process(self, volumeNode, device="auto", progress=None):
+        """Blocking: estimate and write the result into the scene. Returns the CobbResult."""
+        from SpineAILib.cobb import estimate
+
+        image = self.checkInput(volumeNode)
+        result = estimate(image, device=device, progress=progress)
+        self.writeResult(volumeNode, result)
+        return result
+
+    def writeResult(self, volumeNode, result):
+        from SpineAILib.cobb.scene import write_cobb_result
+        from SpineAILib.scene import image_from_volume_node
+
+        image = image_from_volume_node(volumeNode).as_2d("Cobb angle estimation")
+        return write_cobb_result(slicer.mrmlScene, image, result, prefix=f"{volumeNode.GetName()} Cobb")
+
+    # Background-process plumbing (the CLI is the same code path as process()).
+    def exportInput(self, volumeNode, workDir):
+        path = os.path.join(workDir, "input.nrrd")
+        storage = slicer.util.saveNode(volumeNode, path, {"useCompression": 0})
+        if not storage:
+            raise OSError(f"Could not write {path}")
+        return path
+
+    def cliArguments(self, inputPath, workDir):
+        return [inputPath, "--output", workDir, "--landmarks", workDir]
+
+    def readResult(self, workDir):
+        from SpineAILib.cobb.predict import result_from_dict
+
+        with open(os.path.join(workDir, "input.nrrd.json")) as f:
+            return result_from_dict(json.load(f))
+
+
+class CobbAngleTest(ScriptedLoadableModuleTest):
+    """Runs inside Slicer; the same SpineAILib functions are covered by Testing/test_cobb.py."""
+
+    def setUp(self):
+        slicer.mrmlScene.Clear()
+
+    def runTest(self):
+        self.setUp()
+        self.test_rule_and_scene_on_phantom()
+
+    def test_rule_and_scene_on_phantom(self):
+        from SpineAILib.cobb.angles import cobb_angles
+        from SpineAILib.phantoms import ap_radiograph_phantom
+        from SpineAILib.scene import add_volume
+
+        ph = ap_radiograph_phantom()
+        angles = cobb_angles(ph.landmarks, ph.image.array.shape[0])
+        self.assertAlmostEqual(angles.main.angle_deg, ph.cobb_main_deg, places=6)
+        volume = add_volume(slicer.mrmlScene, ph.image, "AP phantom")
+        result = CobbAngleLogic().process(volume, device="cpu")
+        self.assertEqual(result.landmarks.shape, (68, 2))
+        table = slicer.mrmlScene.GetFirstNodeByName("AP phantom Cobb angles")
+        self.assertIsNotNone(table)
+        self.assertEqual(table.GetNumberOfRows(), 3)
+        self.delayDisplay("Cobb Angle OK")

@@ -1,0 +1,88 @@
+"""Evaluate the Cobb pipeline end to end (file -> angles) on an AASCE-layout folder.
+
+    python -m SpineAILib.cobb.evaluate --data $SPINEAI_DATA/aasce --subset val --csv val.csv
+
+Reports SMAPE (the AASCE formula), MAE per angle (degrees), mean landmark error (pixels) and
+writes one CSV row per image. ``--subset`` picks cases from the split file (default: our fixed
+validation split); "all" evaluates every case of the folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from SpineAILib.cobb.angles import smape
+from SpineAILib.cobb.data import load_aasce
+from SpineAILib.cobb.predict import estimate
+
+DEFAULT_SPLIT = Path(__file__).resolve().parents[2] / "Resources" / "Splits" / "aasce_split.json"
+
+
+def evaluate(data: str, subset: str = "val", split: str | Path = DEFAULT_SPLIT, device: str = "auto",
+             csv_path: str | None = None, models_dir: str | None = None, limit: int = 0, progress=None) -> dict:
+    cases = load_aasce(data)
+    if subset != "all":
+        names = set(json.loads(Path(split).read_text())[subset])
+        cases = [c for c in cases if c.name in names]
+    if limit:
+        cases = cases[:limit]
+    rows, preds, truths, lm_err, secs = [], [], [], [], []
+    for i, c in enumerate(cases):
+        t0 = time.perf_counter()
+        res = estimate(c.image_path, device=device, models_dir=models_dir)
+        secs.append(time.perf_counter() - t0)
+        err = float(np.linalg.norm(res.landmarks - c.landmarks, axis=1).mean())
+        preds.append(res.values)
+        truths.append(c.angles)
+        lm_err.append(err)
+        rows.append([c.name, *(f"{v:.3f}" for v in res.values), *(f"{v:.3f}" for v in c.angles), f"{err:.2f}",
+                     f"{res.confidence:.3f}", int(res.low_confidence)])
+        if progress:
+            progress((i + 1) / len(cases), c.name)
+    preds, truths = np.array(preds), np.array(truths)
+    mae = np.abs(preds - truths).mean(0)
+    report = {"cases": len(cases), "subset": subset, "smape": smape(preds, truths),
+              "mae_deg": {"main": float(mae[0]), "upper": float(mae[1]), "lower": float(mae[2])},
+              "landmark_error_px": {"mean": float(np.mean(lm_err)), "median": float(np.median(lm_err))},
+              "low_confidence_cases": int(sum(r[-1] for r in rows)),
+              "seconds_per_image": {"mean": float(np.mean(secs)), "median": float(np.median(secs))}}
+    if csv_path:
+        with open(csv_path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["image", "main", "upper", "lower", "gt_main", "gt_upper", "gt_lower", "landmark_error_px",
+                        "confidence", "low_confidence"])
+            w.writerows(rows)
+    return report
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m SpineAILib.cobb.evaluate", description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", required=True)
+    p.add_argument("--subset", default="val", help="val, train (from the split file) or all")
+    p.add_argument("--split", default=str(DEFAULT_SPLIT))
+    p.add_argument("--device", default="auto")
+    p.add_argument("--csv", default=None, help="per-image results")
+    p.add_argument("--limit", type=int, default=0)
+    a = p.parse_args(argv)
+    from tqdm import tqdm
+
+    bar = tqdm(total=100, unit="%")
+
+    def prog(f, m):
+        bar.n = round(100 * f, 1)
+        bar.refresh()
+
+    report = evaluate(a.data, a.subset, a.split, a.device, a.csv, limit=a.limit, progress=prog)
+    bar.close()
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,77 @@
+"""Publish a trained run as a shipped model: fp16 weights + model card in Resources/Models.
+
+    python -m SpineAILib.cobb.export --run runs/cobb --data $SPINEAI_DATA/aasce
+
+The card records data, split, seed, training config and time, the validation metrics of the
+whole pipeline (file -> angles, measured by SpineAILib.cobb.evaluate), commit and date.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import json
+import shutil
+from pathlib import Path
+
+from SpineAILib.cobb.predict import MODEL_NAME
+from SpineAILib.models import ModelCard, default_models_dir, write_card
+from SpineAILib.training import git_commit
+
+
+def export(run: str, data: str, models_dir: str | None = None, name: str = MODEL_NAME) -> Path:
+    run_dir = Path(run)
+    out = Path(models_dir or default_models_dir())
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = json.loads((run_dir / "config.json").read_text())
+    summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else {}
+    with open(run_dir / "history.csv") as f:
+        history = list(csv.DictReader(f))
+    train_seconds = sum(float(r["seconds"]) for r in history if r.get("seconds"))
+    shutil.copyfile(run_dir / "best_fp16.pt", out / f"{name}.pt")
+    card = ModelCard(
+        name=name, task="cobb", architecture="spineai.CobbLandmarkNet", weights=f"{name}.pt", sha256="",
+        architecture_kwargs={"widths": cfg["widths"], "head_width": 64},
+        input={"canvas_rows_cols": cfg["canvas"], "fit": "uniform scale + centred zero padding",
+               "channels": 1, "output_stride": 4},
+        intensity={"type": "percentile", "low": 1, "high": 99},
+        labels={"heatmap": "vertebra centres T1..L5", "offsets": "centre sub-pixel (2) + corners TL,TR,BL,BR (8)"},
+        training={"data": "AASCE 2019 challenge training set (SpineWeb dataset 16), 481 AP radiographs",
+                  "split": "Resources/Splits/aasce_split.json (seeded by patient; cases with landmark-order "
+                           "errors excluded)", "train_cases": summary.get("train_cases"),
+                  "val_cases": summary.get("val_cases"), "excluded_cases": summary.get("excluded_cases"),
+                  "seed": cfg["seed"], "epochs": cfg["epochs"], "batch_size": cfg["batch_size"], "lr": cfg["lr"],
+                  "augmentation": {"rotate_deg": cfg["rotate_deg"], "scale": cfg["scale_range"],
+                                   "translate": cfg["translate"], "flip": cfg["flip"], "intensity": "gamma, gain, "
+                                   "offset, noise"},
+                  "loss": "CenterNet focal loss on centre heatmap + L1 on offsets", "optimizer": "AdamW, one-cycle",
+                  "hardware": summary.get("device", ""), "train_seconds": round(train_seconds, 1),
+                  "best_epoch": summary.get("best", {}).get("epoch")},
+        metrics={}, commit=git_commit(), date=dt.date.today().isoformat(),
+        description="Vertebra-focused landmark detector (centre heatmap + corner offsets) for the 68 AASCE corner "
+                    "landmarks T1-L5 of AP spine radiographs.",
+    )
+    write_card(card, out)
+    if data:
+        from SpineAILib.cobb.evaluate import evaluate
+
+        report = evaluate(data, "val", models_dir=str(out), device="cpu")
+        card = json.loads((out / f"{name}.json").read_text())
+        card["metrics"] = {"validation_split": report}
+        (out / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
+    return out / f"{name}.json"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m SpineAILib.cobb.export")
+    p.add_argument("--run", required=True)
+    p.add_argument("--data", default="", help="AASCE folder: evaluate on the validation split for the card")
+    p.add_argument("--models-dir", default=None)
+    a = p.parse_args(argv)
+    print(export(a.run, a.data, a.models_dir))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,222 @@
+"""Inference: radiograph -> 68 landmarks -> the three Cobb angles, with confidence checks."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from SpineAILib import anatomy
+from SpineAILib.cobb.angles import CobbAngles, cobb_angles
+from SpineAILib.cobb.model import decode
+from SpineAILib.cobb.preprocess import to_canvas
+from SpineAILib.errors import InputError
+from SpineAILib.io import Image, read_image
+from SpineAILib.preprocessing import check_image
+from SpineAILib.progress import CancelToken, ProgressCallback, check_cancel
+
+MODEL_NAME = "cobb_landmarks"
+TASK = "Cobb angle estimation"
+# Below these peak scores the detections are not trusted (tuned on the validation split only).
+MIN_MEAN_SCORE = 0.25
+MIN_VERTEBRA_SCORE = 0.05
+
+_MODELS: dict[tuple[str, str], tuple] = {}
+
+
+@dataclass
+class CobbResult:
+    """Plain result of :func:`estimate`. Pixel coordinates are (x, y) = (column, row) of the
+    input radiograph; angles in degrees."""
+
+    landmarks: np.ndarray  # (68, 2)
+    angles: CobbAngles
+    vertebra_scores: np.ndarray  # (17,) heatmap peak per vertebra, 0..1
+    confidence: float
+    warnings: list[str] = field(default_factory=list)
+    image_size: tuple[int, int] = (0, 0)  # (width, height) pixels
+    pixel_spacing: tuple[float, float] | None = None  # mm, when the file states it
+    model: str = MODEL_NAME
+
+    @property
+    def low_confidence(self) -> bool:
+        return bool(self.warnings)
+
+    @property
+    def values(self) -> tuple[float, float, float]:
+        """(main, upper, lower) degrees, the column order of the AASCE angles.csv."""
+        return self.angles.values
+
+    def landmark_dict(self) -> dict[str, list[float]]:
+        names = [f"{v}-{c}" for v in anatomy.AASCE_VERTEBRAE for c in anatomy.CORNERS]
+        return {n: [float(x), float(y)] for n, (x, y) in zip(names, self.landmarks, strict=True)}
+
+    def to_dict(self) -> dict:
+        return {"angles_deg": dict(zip(("main", "upper", "lower"), self.values, strict=True)),
+                "curves": self.angles.to_dict(), "confidence": self.confidence, "warnings": list(self.warnings),
+                "image_size": list(self.image_size), "pixel_spacing_mm": self.pixel_spacing, "model": self.model,
+                "landmarks_px": self.landmark_dict(),
+                "vertebra_scores": {v: float(s) for v, s in zip(anatomy.AASCE_VERTEBRAE, self.vertebra_scores,
+                                                                strict=True)}}
+
+
+def result_from_dict(data: dict) -> CobbResult:
+    """Rebuild a :class:`CobbResult` from ``to_dict()`` output (e.g. the CLI's landmark JSON
+    written by a background process). Angles are recomputed from the landmarks by the same rule."""
+    names = [f"{v}-{c}" for v in anatomy.AASCE_VERTEBRAE for c in anatomy.CORNERS]
+    try:
+        landmarks = np.array([data["landmarks_px"][n] for n in names], float)
+        width, height = data["image_size"]
+        scores = np.array([data["vertebra_scores"][v] for v in anatomy.AASCE_VERTEBRAE], float)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"Not a SpineAI Cobb result: missing or malformed field {exc}.") from None
+    spacing = data.get("pixel_spacing_mm")
+    return CobbResult(landmarks, cobb_angles(landmarks, float(height)), scores, float(data.get("confidence", 0.0)),
+                      list(data.get("warnings", [])), (int(width), int(height)),
+                      tuple(spacing) if spacing else None, data.get("model", MODEL_NAME))
+
+
+def get_model(device="cpu", name: str = MODEL_NAME, models_dir: str | os.PathLike | None = None):
+    """Load (once per process) the verified landmark model."""
+    from SpineAILib.cobb import model as _register  # noqa: F401  (registers the architecture)
+    from SpineAILib.models import load_model
+
+    key = (str(models_dir or ""), f"{name}@{device}")
+    if key not in _MODELS:
+        _MODELS[key] = load_model(name, device, models_dir)
+    return _MODELS[key]
+
+
+def plausibility_warnings(landmarks: np.ndarray, scores: np.ndarray) -> list[str]:
+    """Reasons not to trust a prediction: weak detections or an implausible spine shape."""
+    out = []
+    if scores.mean() < MIN_MEAN_SCORE or scores.min() < MIN_VERTEBRA_SCORE:
+        out.append(f"Low confidence: vertebra detection scores are weak (mean {scores.mean():.2f}, "
+                   f"min {scores.min():.2f}). Is this an AP spine radiograph showing T1 to L5?")
+    p = landmarks.reshape(17, 4, 2)
+    centres = p.mean(1)
+    gaps = np.linalg.norm(np.diff(centres, axis=0), axis=1)
+    med = float(np.median(gaps))
+    if med <= 0 or gaps.max() > 2.2 * med or gaps.min() < 0.4 * med:
+        out.append("Implausible spine: the detected vertebrae are irregularly spaced (missed or doubled vertebra).")
+    widths = np.linalg.norm(((p[:, 1] + p[:, 3]) - (p[:, 0] + p[:, 2])) / 2, axis=1)
+    if np.any(widths < 0.3 * np.median(widths)):
+        out.append("Implausible spine: some detected vertebrae are far narrower than the others.")
+    return out
+
+
+def _prepare(image: Image | str | os.PathLike) -> tuple[Image, np.ndarray, object]:
+    if not isinstance(image, Image):
+        image = read_image(image)
+    img = check_image(image, TASK, ndim=2, min_size=32)
+    canvas, record = to_canvas(img.array)
+    return img, canvas, record
+
+
+def _finish(img: Image, lm_canvas: np.ndarray, scores: np.ndarray, record, card_name: str) -> CobbResult:
+    landmarks = record.to_original(lm_canvas)
+    angles = cobb_angles(landmarks, float(img.array.shape[0]))
+    warnings = plausibility_warnings(landmarks, scores)
+    spacing = None if img.meta.get("spacing_known") is False else (float(img.spacing[0]), float(img.spacing[1]))
+    return CobbResult(landmarks, angles, scores, float(scores.mean()), warnings,
+                      (int(img.array.shape[1]), int(img.array.shape[0])), spacing, card_name)
+
+
+def _forward(canvases: list[np.ndarray], device, models_dir) -> tuple[np.ndarray, np.ndarray, str]:
+    import torch
+
+    from SpineAILib.device import autocast
+
+    net, card = get_model(device, models_dir=models_dir)
+    x = torch.as_tensor(np.stack(canvases))[:, None].to(device)
+    with torch.no_grad(), autocast(device):
+        out = net(x)
+    lm, scores = decode(out.float())
+    return lm.cpu().numpy(), scores.cpu().numpy(), card.name
+
+
+def estimate(
+    image: Image | str | os.PathLike,
+    device: str = "auto",
+    models_dir: str | os.PathLike | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> CobbResult:
+    """Cobb angles of an AP spine radiograph.
+
+    Args:
+        image: a 2D :class:`Image` (or single-slice volume), or a path to one.
+        device: "auto", "cpu", "cuda", "cuda:N" or "mps".
+    Returns:
+        :class:`CobbResult` with 68 landmarks (input pixels), the AASCE angles and their curves,
+        per-vertebra scores and warnings when the result should not be trusted.
+    Raises:
+        InputError: not a 2D image, empty/constant/NaN image, unreadable file.
+    """
+    from SpineAILib.device import resolve_device
+
+    dev = resolve_device(device)
+    if progress:
+        progress(0.05, "preparing the radiograph")
+    img, canvas, record = _prepare(image)
+    check_cancel(cancel)
+    if progress:
+        progress(0.3, "detecting vertebrae")
+    lm, scores, name = _forward([canvas], dev, models_dir)
+    check_cancel(cancel)
+    result = _finish(img, lm[0], scores[0], record, name)
+    if progress:
+        progress(1.0, "done")
+    return result
+
+
+def estimate_batch(
+    images: list,
+    device: str = "auto",
+    batch_size: int = 8,
+    models_dir: str | os.PathLike | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> list[CobbResult | InputError]:
+    """:func:`estimate` for many images with batched network calls (fast on a GPU).
+
+    Returns one entry per input, in order: a CobbResult, or the InputError that the input
+    raised (so one unreadable file does not stop a batch).
+    """
+    from SpineAILib.device import resolve_device
+    from SpineAILib.inference import predict_batches
+
+    dev = resolve_device(device)
+
+    def run(batch: list) -> list:
+        prepared, out = [], [None] * len(batch)
+        for k, item in enumerate(batch):
+            try:
+                prepared.append((k, *_prepare(item)))
+            except InputError as exc:
+                out[k] = exc
+        if prepared:
+            lm, scores, name = _forward([p[2] for p in prepared], dev, models_dir)
+            for n, (k, img, _, record) in enumerate(prepared):
+                out[k] = _finish(img, lm[n], scores[n], record, name)
+        return out
+
+    return predict_batches(images, run, batch_size, progress, cancel)
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".nrrd", ".nii", ".nii.gz", ".mha")
+
+
+def list_images(path: str | os.PathLike) -> list[Path]:
+    """A single image, or every image file in a folder (sorted, not recursive)."""
+    p = Path(path)
+    if p.is_file():
+        return [p]
+    if not p.is_dir():
+        raise InputError(f"Not found: {p}. Give a radiograph file or a folder of radiographs.")
+    files = sorted(f for f in p.iterdir() if f.is_file() and f.name.lower().endswith(IMAGE_SUFFIXES))
+    if not files:
+        raise InputError(f"Folder {p} holds no radiographs ({', '.join(IMAGE_SUFFIXES)}).")
+    return files

@@ -1,0 +1,10 @@
+"""Shared training utilities: seeding, config-as-data, resumable checkpoints, history logs."""
+
+from SpineAILib.training.common import (  # noqa: F401
+    TrainingLog,
+    git_commit,
+    load_checkpoint,
+    save_checkpoint,
+    save_config,
+    seed_everything,
+)

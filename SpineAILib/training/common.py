@@ -1,0 +1,75 @@
+"""Helpers every headless training script uses (nnU-Net style: the config is data saved
+beside the checkpoint; a run resumes from its last checkpoint)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+import subprocess
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def git_commit(default: str = "unknown") -> str:
+    try:
+        root = Path(__file__).resolve().parents[2]
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, timeout=10)
+        return out.stdout.strip() or default
+    except (OSError, subprocess.SubprocessError):
+        return default
+
+
+def save_config(config: Any, path: str | Path) -> Path:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    data = asdict(config) if is_dataclass(config) else dict(config)
+    p.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    return p
+
+
+def save_checkpoint(path: str | Path, **state: Any) -> None:
+    import torch
+
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(p)  # atomic: a killed run never leaves a half-written checkpoint
+
+
+def load_checkpoint(path: str | Path) -> dict | None:
+    import torch
+
+    p = Path(path)
+    if not p.is_file():
+        return None
+    return torch.load(p, map_location="cpu", weights_only=False)
+
+
+class TrainingLog:
+    """Appends one CSV row per epoch (and prints it)."""
+
+    def __init__(self, path: str | Path, fields: list[str]) -> None:
+        self.path = Path(path)
+        self.fields = fields
+        if not self.path.exists():
+            with open(self.path, "w", newline="") as f:
+                csv.writer(f).writerow(fields)
+
+    def write(self, **row: Any) -> None:
+        with open(self.path, "a", newline="") as f:
+            csv.writer(f).writerow([row.get(k, "") for k in self.fields])
+        print("  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)

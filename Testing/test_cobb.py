@@ -1,0 +1,261 @@
+"""Cobb angles: the AASCE rule on hand-made spines and on the real 481 cases, the loader, the
+canvas mapping, the scene output, the shipped model on real images, the CLI and bad inputs."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from SpineAILib import anatomy
+from SpineAILib.cobb.angles import cobb_angles, endplate_midpoints, is_s_curve, smape
+from SpineAILib.cobb.data import corner_order_problems, fix_corner_order, load_aasce, split_cases
+from SpineAILib.cobb.preprocess import CANVAS, to_canvas
+from SpineAILib.errors import InputError
+from SpineAILib.io import Image
+
+
+def spine_from_tilts(tilts_deg, height=40.0, width=60.0, gap=10.0, x0=500.0, y0=100.0) -> np.ndarray:
+    """68 landmarks of rectangles with the given tilts, stacked along the curve they imply
+    (each vertebra's axis follows its tilt), AASCE corner order."""
+    pts, c = [], np.array([x0, y0])
+    for i, t in enumerate(np.radians(tilts_deg)):
+        ex = np.array([np.cos(t), -np.sin(t)])  # endplate direction (x right, y down)
+        ey = np.array([np.sin(t), np.cos(t)])  # column direction, downwards
+        if i > 0:
+            c = c + (height + gap) * ey
+        pts += [c - width / 2 * ex - height / 2 * ey, c + width / 2 * ex - height / 2 * ey,
+                c - width / 2 * ex + height / 2 * ey, c + width / 2 * ex + height / 2 * ey]
+    return np.array(pts)
+
+
+def test_straight_spine_is_zero():
+    a = cobb_angles(spine_from_tilts(np.zeros(17)), 2000)
+    assert a.values == pytest.approx((0.0, 0.0, 0.0), abs=1e-6)
+    assert not a.s_curve
+
+
+def test_single_c_curve():
+    tilts = np.linspace(15, -15, 17)  # T1 tilted one way, L5 the other: one C curve
+    a = cobb_angles(spine_from_tilts(tilts), 2000)
+    assert not a.s_curve
+    assert a.main.angle_deg == pytest.approx(30.0, abs=1e-4)
+    assert (a.main.upper_end, a.main.lower_end) == ("T1", "L5")
+    assert a.upper.angle_deg == pytest.approx(0.0, abs=1e-4) and a.lower.angle_deg == pytest.approx(0.0, abs=1e-4)
+    assert a.main.apex in anatomy.AASCE_VERTEBRAE[6:11]  # apex near the middle of the C
+    np.testing.assert_allclose(a.vertebra_tilts_deg, tilts, atol=1e-9)
+
+
+def test_s_curve_upper_and_lower_branches():
+    i = np.arange(17)
+    tilts = 20 * np.sin(2 * np.pi * i / 16)  # +20 at T5, -20 at L1: an S
+    lm = spine_from_tilts(tilts)
+    assert is_s_curve(endplate_midpoints(lm))
+    # Main curve in the upper half of a tall image: curves above and below the main one.
+    a = cobb_angles(lm, image_height=5000)
+    assert a.s_curve
+    assert a.main.angle_deg == pytest.approx(40.0, abs=1e-4)
+    assert (a.main.upper_end, a.main.lower_end) == ("T5", "L1")
+    assert a.upper.angle_deg == pytest.approx(20.0, abs=1e-4) and (a.upper.upper_end, a.upper.lower_end) == ("T1", "T5")
+    assert a.lower.angle_deg == pytest.approx(20.0, abs=1e-4) and (a.lower.upper_end, a.lower.lower_end) == ("L1", "L5")
+    # Main curve in the lower half: the third angle is the curve above the upper one.
+    b = cobb_angles(lm, image_height=100)
+    assert b.main.angle_deg == pytest.approx(40.0, abs=1e-4)
+    assert b.upper.angle_deg == pytest.approx(20.0, abs=1e-4)
+    assert b.lower.angle_deg == pytest.approx(0.0, abs=1e-4)
+
+
+def test_angle_rule_bad_input():
+    with pytest.raises(InputError, match=r"\(68, 2\)"):
+        cobb_angles(np.zeros((60, 2)), 100)
+    lm = spine_from_tilts(np.zeros(17))
+    lm[5] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        cobb_angles(lm, 100)
+
+
+def test_smape_formula():
+    assert smape([[10, 5, 5]], [[10, 5, 5]]) == 0.0
+    assert smape([[12, 4, 4], [0, 0, 0]], [[10, 5, 5], [0, 0, 0]]) == pytest.approx((4 / 40 * 100 + 0) / 2)
+
+
+def test_phantom_landmarks_give_the_phantom_cobb():
+    from SpineAILib.phantoms import APPhantomConfig, ap_radiograph_phantom
+
+    ph = ap_radiograph_phantom(APPhantomConfig(amplitudes_px=(40.0, 25.0)))
+    a = cobb_angles(ph.landmarks, ph.image.array.shape[0])
+    assert a.main.angle_deg == pytest.approx(ph.cobb_main_deg, abs=1e-6)
+    assert {a.main.upper_end, a.main.lower_end} == set(ph.main_end_vertebrae)
+
+
+@pytest.fixture(scope="module")
+def aasce(data_dir):
+    return load_aasce(data_dir / "aasce")
+
+
+def test_rule_reproduces_reference_angles_on_481_cases(aasce):
+    import SimpleITK as sitk
+
+    assert len(aasce) == 481
+    preds, truths = [], []
+    for c in aasce:
+        r = sitk.ImageFileReader()
+        r.SetFileName(str(c.image_path))
+        r.ReadImageInformation()
+        preds.append(cobb_angles(c.landmarks, r.GetSize()[1]).values)
+        truths.append(c.angles)
+    assert smape(preds, truths) < 0.5
+    assert np.abs(np.array(preds) - np.array(truths)).max() < 0.01  # degrees
+
+
+def test_loader_mat_and_csv_agree(data_dir, aasce):
+    csv_cases = load_aasce(data_dir / "aasce", source="csv")
+    for a, b in zip(aasce[:20], csv_cases[:20], strict=True):
+        assert a.name == b.name
+        # landmarks.csv stores 5 significant digits of the 0-1 scaled coordinates
+        assert np.abs(a.landmarks - b.landmarks).max() < 0.5
+        np.testing.assert_allclose(a.angles, b.angles)
+
+
+def test_corner_order_errors_detected_and_fixed(aasce):
+    lm = spine_from_tilts(np.linspace(10, -10, 17))
+    assert corner_order_problems(lm) == []
+    broken = lm.copy()
+    broken[[8, 10]] = broken[[10, 8]]  # vertebra 3: TL <-> BL
+    assert corner_order_problems(broken) == ["vertebra 3: top corners not above bottom corners"]
+    np.testing.assert_allclose(fix_corner_order(broken), lm)
+    within = [c.name for c in aasce if any("corners" in p for p in corner_order_problems(c.landmarks))]
+    assert len(within) == 6  # the data README: 475 of 481 follow the corner order exactly
+
+
+def test_split_is_seeded_by_patient_and_stored(aasce):
+    from SpineAILib.cobb.train import DEFAULT_SPLIT
+
+    names = [c.name for c in aasce]
+    s1, s2 = split_cases(names, 0.2, 0), split_cases(names, 0.2, 0)
+    assert s1 == s2 and not set(s1["train"]) & set(s1["val"])
+    assert set(s1["train"]) | set(s1["val"]) == set(names)
+    stored = json.loads(DEFAULT_SPLIT.read_text())
+    assert not set(stored["train"]) & set(stored["val"]) and stored["seed"] == 0
+    assert len(stored["train"]) + len(stored["val"]) + len(stored["excluded"]) == 481
+
+
+def test_canvas_mapping_back_to_original_pixels():
+    rng = np.random.default_rng(0)
+    arr = rng.uniform(0, 50, (2500, 1000)).astype(np.float32)
+    arr[1200:1210, 600:610] = 255  # bright marker around pixel (604.5, 1204.5)
+    canvas, rec = to_canvas(arr)
+    assert canvas.shape == CANVAS and 0 <= canvas.min() and canvas.max() <= 1
+    pts = rng.uniform(0, 999, (68, 2))
+    np.testing.assert_allclose(rec.to_original(rec.to_canvas(pts)), pts, atol=1e-9)
+    cy, cx = np.unravel_index(np.argmax(canvas), canvas.shape)
+    np.testing.assert_allclose(rec.to_original(np.array([cx, cy])), [604.5, 1204.5], atol=1.0 / rec.scale)
+
+
+# ------------------------------------------------------------------ the shipped model
+@pytest.fixture(scope="module")
+def val_cases(aasce):
+    from SpineAILib.cobb.train import DEFAULT_SPLIT
+
+    val = set(json.loads(DEFAULT_SPLIT.read_text())["val"])
+    return [c for c in aasce if c.name in val][:6]
+
+
+def test_shipped_model_on_real_validation_images(val_cases):
+    from SpineAILib.cobb import estimate
+
+    preds, truths, errs = [], [], []
+    for c in val_cases:
+        r = estimate(c.image_path, device="cpu")
+        preds.append(r.values)
+        truths.append(c.angles)
+        errs.append(np.linalg.norm(r.landmarks - c.landmarks, axis=1).mean())
+    assert smape(preds, truths) < 25.0  # sane ceiling on 6 images; the full split is in the model card
+    assert np.median(errs) < 60.0  # pixels on ~1000 x 2500 images
+
+
+def test_shipped_model_card_is_verified_and_honest():
+    from SpineAILib.models import load_card
+    from SpineAILib.models.registry import verify_weights
+
+    card = load_card("cobb_landmarks")
+    verify_weights(card)
+    assert card.task == "cobb" and "AASCE" in card.training["data"]
+    val = card.metrics["validation_split"]
+    assert val["cases"] >= 70 and 0 < val["smape"] < 100
+    assert card.commit and card.date
+
+
+def test_estimate_rejects_a_ct_volume(random_volume):
+    from SpineAILib.cobb import estimate
+
+    with pytest.raises(InputError, match="expects a 2D radiograph, but got a 3D volume"):
+        estimate(random_volume, device="cpu")
+    with pytest.raises(InputError, match="constant"):
+        estimate(Image(np.zeros((300, 100), np.uint8), (1.0, 1.0)), device="cpu")
+
+
+def test_non_spine_images_are_flagged_low_confidence():
+    from SpineAILib.cobb import estimate
+    from SpineAILib.phantoms import lateral_cervical_phantom
+
+    noise = Image(np.random.default_rng(0).uniform(0, 255, (1200, 500)).astype(np.uint8), (1.0, 1.0))
+    r = estimate(noise, device="cpu")
+    assert r.low_confidence and "Low confidence" in r.warnings[0]
+    lateral = lateral_cervical_phantom().image
+    assert estimate(lateral, device="cpu").low_confidence
+
+
+def test_scene_output_on_radiograph_with_pixel_spacing(val_cases):
+    pytest.importorskip("slicer")
+    from SpineAILib.cobb import estimate
+    from SpineAILib.cobb.scene import write_cobb_result
+    from SpineAILib.io import read_image
+    from SpineAILib.scene import add_volume, fiducials_ras, new_scene, table_columns
+
+    img = read_image(val_cases[0].image_path, expect_ndim=2)
+    img = Image(img.array, (0.143, 0.143), (-70.0, 20.0), np.eye(2))  # a typical detector pixel size
+    result = estimate(img, device="cpu")
+    scene = new_scene()
+    add_volume(scene, img, "AP")
+    nodes = write_cobb_result(scene, img, result, prefix="AP Cobb")
+    labels, ras = fiducials_ras(nodes["landmarks"])
+    assert len(labels) == 68 and labels[0] == "T1-TL" and labels[-1] == "L5-BR"
+    expected = np.stack([-(-70.0 + 0.143 * result.landmarks[:, 0]), -(20.0 + 0.143 * result.landmarks[:, 1]),
+                         np.zeros(68)], -1)
+    np.testing.assert_allclose(ras, expected, atol=1e-9)
+    table = table_columns(nodes["table"])
+    assert table["Angle"] == ["Main curve", "Upper curve", "Lower curve"]
+    np.testing.assert_allclose(table["Value (deg)"], np.round(result.values, 2))
+    for key, value in zip(("main", "upper", "lower"), result.values, strict=True):
+        if value > 0:  # markup value (physical space, anisotropy-free here) equals the reported angle
+            assert nodes[f"{key}_angle"].GetAngleDegrees() == pytest.approx(value, abs=1e-6)
+
+
+def test_cli_batch_csv_and_landmarks(tmp_path, val_cases):
+    import shutil
+
+    from SpineAILib.cli import EXIT_OK, main
+    from SpineAILib.cobb.predict import result_from_dict
+
+    folder = tmp_path / "xrays"
+    folder.mkdir()
+    for c in val_cases[:2]:
+        shutil.copy(c.image_path, folder / c.image_path.name)
+    (folder / "broken.png").write_bytes(b"not a png")
+    out_csv = tmp_path / "out.csv"
+    code = main(["cobb", str(folder), "--csv", str(out_csv), "--landmarks", str(tmp_path / "lm"), "--device", "cpu",
+                 "--quiet"])
+    assert code == EXIT_OK
+    rows = list(csv.reader(open(out_csv)))
+    assert rows[0][:4] == ["image", "main", "upper", "lower"]
+    assert len(rows) == 4
+    bad = next(r for r in rows if r[0] == "broken.png")
+    assert bad[1] == "" and bad[-1].startswith("error:")
+    good = next(r for r in rows if r[0] == val_cases[0].image_path.name)
+    data = json.loads((tmp_path / "lm" / f"{val_cases[0].image_path.name}.json").read_text())
+    back = result_from_dict(data)
+    np.testing.assert_allclose(back.values, [float(v) for v in good[1:4]], atol=1e-3)
+    assert main(["cobb", str(tmp_path / "missing"), "--device", "cpu", "--quiet"]) == 2
