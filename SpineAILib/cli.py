@@ -145,8 +145,37 @@ def _cmd_cobb(args: argparse.Namespace, progress: Progress) -> int:
     return EXIT_INPUT if failures == len(files) else EXIT_OK
 
 
-TRAINERS = {"cobb": "SpineAILib.cobb.train"}
-EVALUATORS = {"cobb": "SpineAILib.cobb.evaluate"}
+def _cmd_cervical(args: argparse.Namespace, progress: Progress) -> int:
+    """Cervical localisation: DIR/localization.png (binary mask at the image size) and .json."""
+    from pathlib import Path
+
+    import numpy as np
+    import SimpleITK as sitk
+
+    from SpineAILib.cervical import localize
+    from SpineAILib.device import parse_device
+
+    parse_device(args.device)
+    progress(0.1, "localising")
+    r = localize(args.input, device=args.device)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(sitk.GetImageFromArray((r.region * 255).astype(np.uint8)), str(out / "localization.png"))
+    if args.probability:
+        sitk.WriteImage(sitk.GetImageFromArray((r.probability * 255).round().astype(np.uint8)),
+                        str(out / "probability.png"))
+    (out / "localization.json").write_text(json.dumps({"image": Path(args.input).name, **r.to_dict()}, indent=1))
+    progress(1.0, "done")
+    progress.close()
+    for msg in r.warnings:
+        print(f"spineai cervical: warning: {msg}", file=sys.stderr)
+    print(f"Wrote {out}/localization.png and localization.json "
+          f"({'found' if r.found else 'NOT found'}; axis {r.axis_angle_deg:.1f} deg from vertical)")
+    return EXIT_OK
+
+
+TRAINERS = {"cobb": "SpineAILib.cobb.train", "cervical": "SpineAILib.cervical.train"}
+EVALUATORS = {"cobb": "SpineAILib.cobb.evaluate", "cervical": "SpineAILib.cervical.evaluate"}
 
 
 def _run_module_main(table: dict[str, str], args: argparse.Namespace) -> int:
@@ -166,7 +195,9 @@ def _cmd_evaluate(args: argparse.Namespace, progress: Progress) -> int:
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, Progress], int]] = {
-    "demo": _cmd_demo, "info": _cmd_info, "cobb": _cmd_cobb, "train": _cmd_train, "evaluate": _cmd_evaluate}
+    "demo": _cmd_demo, "info": _cmd_info, "cobb": _cmd_cobb, "cervical": _cmd_cervical, "train": _cmd_train,
+    "evaluate": _cmd_evaluate,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -185,6 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", help="CSV path (default OUTPUT/cobb_angles.csv): image,main,upper,lower,...")
     p.add_argument("--landmarks", metavar="DIR", help="also write <image>.json with the 68 landmarks per image")
     p.add_argument("--batch-size", type=int, default=4, help="images per network call (default 4)")
+    p = sub.add_parser("cervical", help="localise the C3-C7 cervical spine in a lateral radiograph")
+    p.add_argument("input", help="lateral cervical radiograph")
+    _common(p, "spineai-cervical")
+    p.add_argument("--probability", action="store_true", help="also write probability.png")
     for name, helptext in (("train", "train a task's model (headless)"), ("evaluate", "evaluate a task's model")):
         p = sub.add_parser(name, help=helptext, add_help=False)
         p.add_argument("task", help="task name, e.g. cobb")

@@ -28,7 +28,7 @@ def register_task(info: TaskInfo) -> TaskInfo:
 
 
 # Task packages register themselves on import; none of them imports torch at module level.
-TASK_MODULES = ("SpineAILib.cobb",)
+TASK_MODULES = ("SpineAILib.cobb", "SpineAILib.cervical")
 
 
 def available_tasks() -> list[TaskInfo]:

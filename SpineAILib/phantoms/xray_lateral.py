@@ -25,7 +25,19 @@ class CervicalPhantomConfig:
     noise: float = 6.0
     implant: bool = False
     shoulders: bool = True
+    offset_px: tuple[float, float] = (0.0, 0.0)  # shift of the anatomy (x, y) at 512 px size
     seed: int = 0
+
+    @classmethod
+    def random(cls, seed: int, size: int = 512) -> CervicalPhantomConfig:
+        """A varied phantom for training: size, rotation, curvature, contrast, noise, shift,
+        shoulders and implants drawn from seeded ranges."""
+        rng = np.random.default_rng(seed)
+        return cls(size=size, scale=float(rng.uniform(0.8, 1.3)), rotation_deg=float(rng.uniform(-25, 25)),
+                   lordosis_px=float(rng.uniform(-5, 45)), contrast=float(rng.uniform(0.6, 1.4)),
+                   noise=float(rng.uniform(2, 14)), implant=bool(rng.random() < 0.2),
+                   shoulders=bool(rng.random() < 0.85),
+                   offset_px=(float(rng.uniform(-60, 60)), float(rng.uniform(-50, 50))), seed=seed)
 
 
 @dataclass
@@ -50,10 +62,16 @@ def lateral_cervical_phantom(config: CervicalPhantomConfig | None = None) -> Cer
     yy, xx = np.mgrid[0:N, 0:N].astype(np.float32)
     # Rotate the sampling grid about the centre: anatomy coordinates (ax, ay).
     th = np.radians(cfg.rotation_deg)
-    cx = cy = (N - 1) / 2
+    cx = (N - 1) / 2 + cfg.offset_px[0] * N / 512.0
+    cy = (N - 1) / 2 + cfg.offset_px[1] * N / 512.0
     ax = cx + (xx - cx) * np.cos(th) + (yy - cy) * np.sin(th)
     ay = cy - (xx - cx) * np.sin(th) + (yy - cy) * np.cos(th)
     s = cfg.scale * N / 512.0
+
+    def to_image(p: np.ndarray) -> np.ndarray:
+        """Anatomy coordinates -> image pixel (x, y) (inverse of the grid rotation above)."""
+        return np.array([cx + (p[0] - cx) * np.cos(th) - (p[1] - cy) * np.sin(th),
+                         cy + (p[0] - cx) * np.sin(th) + (p[1] - cy) * np.cos(th)])
 
     img = np.zeros((N, N), np.float32)
     labels = np.zeros((N, N), np.uint8)
@@ -89,17 +107,15 @@ def lateral_cervical_phantom(config: CervicalPhantomConfig | None = None) -> Cer
         inside = body > 0
         labels[inside | (post > 0)] = lab
         img += 65 * _soft(body, 1) + 30 * (_soft(body, 1) - _soft(body - 3, 1)) + 40 * _soft(post, 1)
-        centers[lab] = np.array([cx + (c[0] - cx) * np.cos(th) - (c[1] - cy) * np.sin(th),
-                                 cy + (c[0] - cx) * np.sin(th) + (c[1] - cy) * np.cos(th)])
+        centers[lab] = to_image(c)
         y += h + 6 * s * 1.5
     # C1: anterior arch and posterior arch above C2.
-    c2 = centers[2]
     c1a = ((ax - (cx - 22 * s)) / (7 * s)) ** 2 + ((ay - (cy - 160 * s)) / (9 * s)) ** 2
     c1p = ((ax - (cx + 45 * s)) / (16 * s)) ** 2 + ((ay - (cy - 158 * s)) / (7 * s)) ** 2
     c1 = (c1a <= 1) | (c1p <= 1)
     labels[c1 & (labels == 0)] = 1
     img += 55 * c1
-    centers[1] = np.array([cx + 10 * s, cy - 160 * s]) if c2 is not None else None
+    centers[1] = to_image(np.array([cx + 10 * s, cy - 160 * s]))
     if cfg.shoulders:
         for off in (0, 25 * s):
             sh = ((ax - (cx + 40 * s)) / (220 * s)) ** 2 + ((ay - (cy + 250 * s + off)) / (90 * s)) ** 2

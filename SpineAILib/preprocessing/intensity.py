@@ -6,7 +6,7 @@ import numpy as np
 
 from SpineAILib.errors import InputError
 
-METHODS = ("window", "zscore", "percentile", "none")
+METHODS = ("window", "zscore", "percentile", "minmax", "none")
 
 
 def normalize_intensity(array: np.ndarray, spec: dict) -> np.ndarray:
@@ -15,6 +15,7 @@ def normalize_intensity(array: np.ndarray, spec: dict) -> np.ndarray:
     * ``{"type": "window", "min": -1000, "max": 2000}``: clip to [min, max] (e.g. HU) -> [0, 1]
     * ``{"type": "zscore"}``: (x - mean) / std
     * ``{"type": "percentile", "low": 1, "high": 99}``: robust min/max from percentiles -> [0, 1]
+    * ``{"type": "minmax"}``: image minimum/maximum -> [0, 1]
     * ``{"type": "none"}``: cast only
     """
     kind = spec.get("type")
@@ -30,6 +31,9 @@ def normalize_intensity(array: np.ndarray, spec: dict) -> np.ndarray:
         if hi <= lo:
             hi = lo + 1.0
         return np.clip((x - lo) / (hi - lo), 0.0, 1.0)
+    if kind == "minmax":
+        lo, hi = float(x.min()), float(x.max())
+        return (x - lo) / (hi - lo if hi > lo else 1.0)
     if kind == "none":
         return x
     raise InputError(f"Unknown intensity normalisation '{kind}'; expected one of {', '.join(METHODS)}.")

@@ -1,0 +1,169 @@
+"""Cervical Localization: a lateral cervical radiograph in, a segment "Cervical spine C3-C7
+region" on it (and the probability map as a volume if asked).
+
+Console (blocking)::
+
+    logic = slicer.util.getModuleLogic("CervicalLocalization")
+    result = logic.process(slicer.util.getNode("LateralXray"), probabilityVolume=True)
+    result.found, result.axis_angle_deg, result.warnings
+"""
+
+import json
+import os
+import tempfile
+
+import slicer
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
+
+import SpineAICommon
+
+
+class CervicalLocalization(ScriptedLoadableModule):
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = "Cervical Localization"
+        self.parent.categories = ["SpineAI"]
+        self.parent.dependencies = []
+        self.parent.contributors = ["SpineAI developers"]
+        self.parent.helpText = (
+            "Select a lateral cervical spine radiograph and click Apply: SpineAI segments the region of the "
+            "C3-C7 vertebrae (region-aware localisation, Al Arif et al.). The shipped model was trained on "
+            "synthetic phantoms only; retrain it on real radiographs with the SpineAI training script."
+        )
+        self.parent.acknowledgementText = "Method: Al Arif, Knapp and Slabaugh, DLMIA 2017."
+
+
+class CervicalLocalizationWidget(ScriptedLoadableModuleWidget):
+    def setup(self):
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/CervicalLocalization.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = CervicalLocalizationLogic()
+        self.runner = SpineAICommon.BackgroundCliRunner(self.onProgress, self.onFinished)
+        self.ui.deviceComboBox.addItems(["auto", "cpu", "cuda", "mps"])
+        self.ui.applyButton.connect("clicked(bool)", self.onApply)
+        self.ui.cancelButton.connect("clicked(bool)", self.runner.cancel)
+        self.ui.inputSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateButtons)
+        self.ui.cancelButton.enabled = False
+        self._workDir = None
+        self.updateButtons()
+
+    def updateButtons(self, *_):
+        self.ui.applyButton.enabled = self.ui.inputSelector.currentNode() is not None and not self.runner.running
+
+    def onApply(self):
+        volume = self.ui.inputSelector.currentNode()
+        try:
+            self.logic.checkInput(volume)
+        except ValueError as exc:
+            SpineAICommon.showError(str(exc))
+            return
+        if not SpineAICommon.ensureDependencies():
+            return
+        self._workDir = tempfile.mkdtemp(prefix="spineai-cervical-")
+        inputPath = self.logic.exportInput(volume, self._workDir)
+        self.ui.applyButton.enabled = False
+        self.ui.cancelButton.enabled = True
+        self.ui.statusLabel.text = "Localising in the background..."
+        self.runner.start("cervical", [inputPath, "--output", self._workDir, "--probability"],
+                          self.ui.deviceComboBox.currentText)
+
+    def onProgress(self, fraction, message):
+        self.ui.progressBar.setValue(int(round(100 * fraction)))
+        self.ui.statusLabel.text = message
+
+    def onFinished(self, ok, exitCode, output):
+        self.ui.cancelButton.enabled = False
+        self.updateButtons()
+        if self.runner.cancelled:
+            self.ui.statusLabel.text = "Cancelled."
+            return
+        if not ok:
+            SpineAICommon.showError(f"Cervical localisation failed (exit code {exitCode}).\n\n{output[-2000:]}")
+            return
+        try:
+            info = self.logic.readResult(self._workDir, self.ui.inputSelector.currentNode(),
+                                         self.ui.probabilityCheckBox.checked)
+        except Exception as exc:  # noqa: BLE001
+            SpineAICommon.showError(f"Could not read the result: {exc}", exc)
+            return
+        self.ui.statusLabel.text = "Found." if info["found"] else "No cervical spine found."
+        if info["warnings"]:
+            slicer.util.warningDisplay("\n\n".join(info["warnings"]), windowTitle="Cervical Localization")
+
+
+class CervicalLocalizationLogic(ScriptedLoadableModuleLogic):
+    def checkInput(self, volumeNode):
+        from SpineAILib.preprocessing import check_image
+        from SpineAILib.scene import image_from_volume_node
+
+        if volumeNode is None:
+            raise ValueError("Select a lateral cervical radiograph first.")
+        return check_image(image_from_volume_node(volumeNode), "Cervical spine localisation", ndim=2)
+
+    def process(self, volumeNode, device="auto", probabilityVolume=False):
+        """Blocking: localise and write the segment (and probability volume). Returns the result."""
+        from SpineAILib.cervical import localize
+        from SpineAILib.cervical.scene import write_cervical_result
+
+        image = self.checkInput(volumeNode)
+        result = localize(image, device=device)
+        write_cervical_result(slicer.mrmlScene, image, result, volumeNode, f"{volumeNode.GetName()} cervical",
+                              probabilityVolume)
+        return result
+
+    def exportInput(self, volumeNode, workDir):
+        path = os.path.join(workDir, "input.nrrd")
+        if not slicer.util.saveNode(volumeNode, path, {"useCompression": 0}):
+            raise OSError(f"Could not write {path}")
+        return path
+
+    def readResult(self, workDir, volumeNode, probabilityVolume=False):
+        """Load the CLI's mask (and probability) onto the input's geometry."""
+        import numpy as np
+        import SimpleITK as sitk
+
+        from SpineAILib.cervical.predict import CervicalResult
+        from SpineAILib.cervical.scene import write_cervical_result
+
+        with open(os.path.join(workDir, "localization.json")) as f:
+            info = json.load(f)
+        image = self.checkInput(volumeNode)
+        region = sitk.GetArrayFromImage(sitk.ReadImage(os.path.join(workDir, "localization.png"))) > 0
+        prob = sitk.GetArrayFromImage(sitk.ReadImage(os.path.join(workDir, "probability.png"))).astype(np.float32) / 255
+        result = CervicalResult(prob, region, np.array(info["bounding_polygon_px"]).reshape(-1, 2),
+                                np.array(info["axis_direction"]), info["axis_angle_deg"], info["regions_predicted"],
+                                info["confidence"], info["warnings"], info["model"])
+        write_cervical_result(slicer.mrmlScene, image, result, volumeNode, f"{volumeNode.GetName()} cervical",
+                              probabilityVolume)
+        return info
+
+
+class CervicalLocalizationTest(ScriptedLoadableModuleTest):
+    """Runs inside Slicer; the same SpineAILib functions are covered by Testing/test_cervical.py."""
+
+    def setUp(self):
+        slicer.mrmlScene.Clear()
+
+    def runTest(self):
+        self.setUp()
+        self.test_phantom()
+
+    def test_phantom(self):
+        from SpineAILib.phantoms import lateral_cervical_phantom
+        from SpineAILib.scene import add_volume
+
+        ph = lateral_cervical_phantom()
+        volume = add_volume(slicer.mrmlScene, ph.image, "Lateral phantom")
+        result = CervicalLocalizationLogic().process(volume, device="cpu", probabilityVolume=True)
+        self.assertTrue(result.found)
+        seg = slicer.mrmlScene.GetFirstNodeByName("Lateral phantom cervical localization")
+        self.assertEqual(seg.GetSegmentation().GetNthSegment(0).GetName(), "Cervical spine C3-C7 region")
+        self.delayDisplay("Cervical Localization OK")

@@ -1,0 +1,14 @@
+"""Cervical spine localisation in lateral radiographs (Al Arif, Knapp & Slabaugh, region-aware
+localisation): FCN / DeConvNet / UNet with and without the region-aware loss.
+
+    from SpineAILib import cervical
+    result = cervical.localize("lateral.png")
+    result.region, result.polygon, result.axis, result.warnings
+"""
+
+from SpineAILib.cervical.predict import CervicalResult, localize  # noqa: F401
+from SpineAILib.tasks import TaskInfo, register_task
+
+register_task(TaskInfo(name="cervical", title="Cervical spine localisation (lateral radiograph)",
+                       cli="spineai cervical IMAGE --output DIR", input="radiograph",
+                       entry_point="SpineAILib.cervical.localize", slicer_module="CervicalLocalization"))
