@@ -3,7 +3,8 @@
 The demo writes the phantoms' ground truth through the same scene layer the tasks use and
 checks the written scene against it after reloading the .mrb (the ``scene_roundtrip`` entry
 of the report), then runs every task that exists (``cobb``: the landmark model on the AP
-phantom, compared with the phantom's exact geometry). Each task has its own entry, shaped
+phantom, compared with the phantom's exact geometry; ``cervical``: the region-aware localiser
+on the lateral phantom, against its C3-C7 mask). Each task has its own entry, shaped
 ``{"metrics": {...prediction vs phantom ground truth...}, "seconds": float}``.
 """
 
@@ -162,6 +163,28 @@ def run_demo(
     except ModelError as exc:  # a source checkout without weights still runs the rest of the demo
         tasks["cobb"] = {"metrics": {}, "seconds": 0.0, "error": str(exc)}
 
+    # ------------------------------------------------------- cervical localisation (lateral)
+    check_cancel(cancel)
+    _p(progress, 0.85, "cervical localisation on the lateral phantom")
+    cerv_pred = None
+    try:
+        from SpineAILib.cervical import localize
+        from SpineAILib.cervical.metrics import binary_metrics
+        from SpineAILib.cervical.scene import write_cervical_result
+
+        t3 = time.perf_counter()
+        cerv_pred = localize(cerv.image, device=device)
+        seconds = time.perf_counter() - t3
+        write_cervical_result(scene, cerv.image, cerv_pred, cerv_node, prefix="Predicted cervical")
+        sc.save_mrb(scene, mrb)
+        m = binary_metrics(cerv_pred.region, cerv.region)
+        tasks["cervical"] = {"metrics": {**{k: m[k] for k in ("dice", "sensitivity", "specificity")},
+                                         "regions_predicted": cerv_pred.regions_predicted, "found": cerv_pred.found,
+                                         "axis_angle_deg": cerv_pred.axis_angle_deg},
+                             "seconds": round(seconds, 3)}
+    except ModelError as exc:
+        tasks["cervical"] = {"metrics": {}, "seconds": 0.0, "error": str(exc)}
+
     tasks["phantoms"] = {"metrics": {"ct_size_xyz": list(ct.image.size), "ct_vertebrae": len(ct.centroids),
                                      "ap_landmarks": int(len(ap.landmarks))},
                          "seconds": round(phantom_seconds, 3)}
@@ -180,7 +203,12 @@ def run_demo(
     else:
         render.radiograph(axes[1], ap.image, ap.landmarks, lines_px,
                           f"Cobb {ap.cobb_main_deg:.1f}° ({names[up]}-{names[low]})", title="AP phantom: 68 corners")
-    render.radiograph(axes[2], cerv.image, region=cerv.region, title="Lateral cervical phantom: C3-C7 region")
+    if cerv_pred is not None:
+        render.radiograph(axes[2], cerv.image, region=cerv_pred.region,
+                          text=f"Dice {tasks['cervical']['metrics']['dice']:.2f} vs phantom",
+                          title="Lateral cervical phantom: predicted C3-C7 region")
+    else:
+        render.radiograph(axes[2], cerv.image, region=cerv.region, title="Lateral cervical phantom: C3-C7 region")
     render.save_figure(fig, out / "overview.png")
 
     report = {"tasks": tasks, "versions": versions(), "device": device_summary(device),

@@ -38,7 +38,7 @@ class CervicalLocalization(ScriptedLoadableModule):
         self.parent.acknowledgementText = "Method: Al Arif, Knapp and Slabaugh, DLMIA 2017."
 
 
-class CervicalLocalizationWidget(ScriptedLoadableModuleWidget):
+class CervicalLocalizationWidget(SpineAICommon.TaskWidgetMixin, ScriptedLoadableModuleWidget):
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/CervicalLocalization.ui"))
@@ -46,54 +46,22 @@ class CervicalLocalizationWidget(ScriptedLoadableModuleWidget):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = CervicalLocalizationLogic()
-        self.runner = SpineAICommon.BackgroundCliRunner(self.onProgress, self.onFinished)
-        self.ui.deviceComboBox.addItems(["auto", "cpu", "cuda", "mps"])
-        self.ui.applyButton.connect("clicked(bool)", self.onApply)
-        self.ui.cancelButton.connect("clicked(bool)", self.runner.cancel)
-        self.ui.inputSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateButtons)
-        self.ui.cancelButton.enabled = False
         self._workDir = None
-        self.updateButtons()
+        self.setupTaskControls()
 
-    def updateButtons(self, *_):
-        self.ui.applyButton.enabled = self.ui.inputSelector.currentNode() is not None and not self.runner.running
-
-    def onApply(self):
+    def checkAndStart(self):
         volume = self.ui.inputSelector.currentNode()
-        try:
-            self.logic.checkInput(volume)
-        except ValueError as exc:
-            SpineAICommon.showError(str(exc))
-            return
+        self.logic.checkInput(volume)
         if not SpineAICommon.ensureDependencies():
             return
         self._workDir = tempfile.mkdtemp(prefix="spineai-cervical-")
-        inputPath = self.logic.exportInput(volume, self._workDir)
-        self.ui.applyButton.enabled = False
-        self.ui.cancelButton.enabled = True
-        self.ui.statusLabel.text = "Localising in the background..."
-        self.runner.start("cervical", [inputPath, "--output", self._workDir, "--probability"],
-                          self.ui.deviceComboBox.currentText)
+        inputPath = SpineAICommon.exportVolume(volume, self._workDir)
+        self.startTask("cervical", [inputPath, "--output", self._workDir, "--probability"],
+                       "Localising in the background...")
 
-    def onProgress(self, fraction, message):
-        self.ui.progressBar.setValue(int(round(100 * fraction)))
-        self.ui.statusLabel.text = message
-
-    def onFinished(self, ok, exitCode, output):
-        self.ui.cancelButton.enabled = False
-        self.updateButtons()
-        if self.runner.cancelled:
-            self.ui.statusLabel.text = "Cancelled."
-            return
-        if not ok:
-            SpineAICommon.showError(f"Cervical localisation failed (exit code {exitCode}).\n\n{output[-2000:]}")
-            return
-        try:
-            info = self.logic.readResult(self._workDir, self.ui.inputSelector.currentNode(),
-                                         self.ui.probabilityCheckBox.checked)
-        except Exception as exc:  # noqa: BLE001
-            SpineAICommon.showError(f"Could not read the result: {exc}", exc)
-            return
+    def onTaskSucceeded(self, output):
+        info = self.logic.readResult(self._workDir, self.ui.inputSelector.currentNode(),
+                                     self.ui.probabilityCheckBox.checked)
         self.ui.statusLabel.text = "Found." if info["found"] else "No cervical spine found."
         if info["warnings"]:
             slicer.util.warningDisplay("\n\n".join(info["warnings"]), windowTitle="Cervical Localization")
@@ -118,12 +86,6 @@ class CervicalLocalizationLogic(ScriptedLoadableModuleLogic):
         write_cervical_result(slicer.mrmlScene, image, result, volumeNode, f"{volumeNode.GetName()} cervical",
                               probabilityVolume)
         return result
-
-    def exportInput(self, volumeNode, workDir):
-        path = os.path.join(workDir, "input.nrrd")
-        if not slicer.util.saveNode(volumeNode, path, {"useCompression": 0}):
-            raise OSError(f"Could not write {path}")
-        return path
 
     def readResult(self, workDir, volumeNode, probabilityVolume=False):
         """Load the CLI's mask (and probability) onto the input's geometry."""

@@ -42,7 +42,7 @@ class CobbAngle(ScriptedLoadableModule):
         )
 
 
-class CobbAngleWidget(ScriptedLoadableModuleWidget):
+class CobbAngleWidget(SpineAICommon.TaskWidgetMixin, ScriptedLoadableModuleWidget):
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/CobbAngle.ui"))
@@ -50,55 +50,22 @@ class CobbAngleWidget(ScriptedLoadableModuleWidget):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = CobbAngleLogic()
-        self.runner = SpineAICommon.BackgroundCliRunner(self.onProgress, self.onFinished)
-        self.ui.deviceComboBox.addItems(["auto", "cpu", "cuda", "mps"])
-        self.ui.applyButton.connect("clicked(bool)", self.onApply)
-        self.ui.cancelButton.connect("clicked(bool)", self.runner.cancel)
-        self.ui.inputSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateButtons)
-        self.ui.cancelButton.enabled = False
-        self.updateButtons()
         self._workDir = None
+        self.setupTaskControls()
 
-    def updateButtons(self, *_):
-        self.ui.applyButton.enabled = self.ui.inputSelector.currentNode() is not None and not self.runner.running
-
-    def onApply(self):
+    def checkAndStart(self):
         volume = self.ui.inputSelector.currentNode()
-        try:
-            self.logic.checkInput(volume)
-        except ValueError as exc:
-            SpineAICommon.showError(str(exc))
-            return
+        self.logic.checkInput(volume)
         if not SpineAICommon.ensureDependencies():
             return
         self._workDir = tempfile.mkdtemp(prefix="spineai-cobb-")
-        inputPath = self.logic.exportInput(volume, self._workDir)
-        self.ui.applyButton.enabled = False
-        self.ui.cancelButton.enabled = True
-        self.ui.statusLabel.text = "Detecting vertebrae in the background..."
-        self.ui.progressBar.setValue(0)
-        self.runner.start("cobb", self.logic.cliArguments(inputPath, self._workDir), self.ui.deviceComboBox.currentText)
+        inputPath = SpineAICommon.exportVolume(volume, self._workDir)
+        self.startTask("cobb", self.logic.cliArguments(inputPath, self._workDir),
+                       "Detecting vertebrae in the background...")
 
-    def onProgress(self, fraction, message):
-        self.ui.progressBar.setValue(int(round(100 * fraction)))
-        self.ui.statusLabel.text = message
-
-    def onFinished(self, ok, exitCode, output):
-        self.ui.cancelButton.enabled = False
-        self.updateButtons()
-        if self.runner.cancelled:
-            self.ui.statusLabel.text = "Cancelled."
-            return
-        if not ok:
-            self.ui.statusLabel.text = "Failed."
-            SpineAICommon.showError(f"Cobb angle estimation failed (exit code {exitCode}).\n\n{output[-2000:]}")
-            return
-        try:
-            result = self.logic.readResult(self._workDir)
-            self.logic.writeResult(self.ui.inputSelector.currentNode(), result)
-        except Exception as exc:  # noqa: BLE001
-            SpineAICommon.showError(f"Could not read the result: {exc}", exc)
-            return
+    def onTaskSucceeded(self, output):
+        result = self.logic.readResult(self._workDir)
+        self.logic.writeResult(self.ui.inputSelector.currentNode(), result)
         main, upper, lower = result.values
         self.ui.statusLabel.text = f"Main {main:.1f}°, upper {upper:.1f}°, lower {lower:.1f}° (confidence {result.confidence:.2f})"
         if result.warnings:
@@ -134,13 +101,6 @@ class CobbAngleLogic(ScriptedLoadableModuleLogic):
         return write_cobb_result(slicer.mrmlScene, image, result, prefix=f"{volumeNode.GetName()} Cobb")
 
     # Background-process plumbing (the CLI is the same code path as process()).
-    def exportInput(self, volumeNode, workDir):
-        path = os.path.join(workDir, "input.nrrd")
-        storage = slicer.util.saveNode(volumeNode, path, {"useCompression": 0})
-        if not storage:
-            raise OSError(f"Could not write {path}")
-        return path
-
     def cliArguments(self, inputPath, workDir):
         return [inputPath, "--output", workDir, "--landmarks", workDir]
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +36,7 @@ class CervicalTrainConfig:
     variants: list[str] = field(default_factory=lambda: list(VARIANTS))
     n_train: int = 400
     n_test: int = 60
-    steps: int = 300
+    steps: int = 100
     batch_size: int = 10
     lr: float = 1e-3
     region_weight: float = 1.0  # weight of L_r in the -R variants (log loss weight is 1)
@@ -161,17 +162,26 @@ def run(cfg: CervicalTrainConfig) -> list[dict]:
         test = [samples[i] for i in order[:n_test]]
         train = [samples[i] for i in order[n_test:]]
     else:
-        # Disjoint seeds: training phantoms 0.., test phantoms from 100000 on.
-        train = phantom_samples(cfg.n_train, seed=cfg.seed)
-        test = phantom_samples(cfg.n_test, seed=100_000 + cfg.seed, keep_masks=True)
-    results = []
+        # Disjoint seeds: training phantoms 0.., test phantoms from 100000 on. Cached, so that
+        # variants trained in separate runs see the same phantoms.
+        cache = out / f"phantoms_{cfg.n_train}_{cfg.n_test}_{cfg.seed}.pkl"
+        if cache.is_file():
+            train, test = pickle.loads(cache.read_bytes())
+        else:
+            train = phantom_samples(cfg.n_train, seed=cfg.seed)
+            test = phantom_samples(cfg.n_test, seed=100_000 + cfg.seed, keep_masks=True)
+            cache.write_bytes(pickle.dumps((train, test)))
+    table = out / "table.json"
+    done = {r["variant"]: r for r in json.loads(table.read_text())} if table.is_file() else {}
     for v in cfg.variants:
         if v not in VARIANTS:
             raise ValueError(f"Unknown variant {v}; expected one of {', '.join(VARIANTS)}")
         print(f"== {v}", flush=True)
-        results.append(train_variant(v, train, test, cfg, out))
-        (out / "table.json").write_text(json.dumps(results, indent=2) + "\n")
+        done[v] = train_variant(v, train, test, cfg, out)
+        results = [done[k] for k in VARIANTS if k in done]
+        table.write_text(json.dumps(results, indent=2) + "\n")
         (out / "table.md").write_text(format_table(results))
+    results = [done[k] for k in VARIANTS if k in done]
     print(format_table(results))
     return results
 

@@ -23,4 +23,10 @@ def ensureSpineAILib():
 
 ensureSpineAILib()
 
-from SpineAICommon.gui import BackgroundCliRunner, ensureDependencies, showError  # noqa: E402,F401
+from SpineAICommon.gui import (  # noqa: E402,F401
+    BackgroundCliRunner,
+    TaskWidgetMixin,
+    ensureDependencies,
+    exportVolume,
+    showError,
+)

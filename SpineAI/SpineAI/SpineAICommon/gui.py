@@ -109,3 +109,73 @@ class BackgroundCliRunner:
         ok = exitCode == 0 and not self.cancelled
         if self.onFinished:
             self.onFinished(ok, exitCode, "\n".join(self.output))
+
+
+DEVICES = ["auto", "cpu", "cuda", "mps"]
+
+
+def exportVolume(volumeNode, workDir, fileName="input.nrrd"):
+    """Write a volume node (geometry included) for the background process; returns the path."""
+    import os
+
+    path = os.path.join(workDir, fileName)
+    if not slicer.util.saveNode(volumeNode, path, {"useCompression": 0}):
+        raise OSError(f"Could not write {path}")
+    return path
+
+
+class TaskWidgetMixin:
+    """Shared Apply/Cancel/progress behaviour of the SpineAI task widgets.
+
+    The widget's .ui must have inputSelector, deviceComboBox, applyButton, cancelButton,
+    progressBar and statusLabel. The widget implements ``checkAndStart()`` (validate, then call
+    ``startTask``) and ``onTaskSucceeded(output)``.
+    """
+
+    def setupTaskControls(self):
+        self.runner = BackgroundCliRunner(self.onProgress, self.onRunnerFinished)
+        self.ui.deviceComboBox.addItems(DEVICES)
+        self.ui.applyButton.connect("clicked(bool)", self.onApply)
+        self.ui.cancelButton.connect("clicked(bool)", self.runner.cancel)
+        self.ui.inputSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateButtons)
+        self.ui.cancelButton.enabled = False
+        self.ui.progressBar.setValue(0)
+        self.updateButtons()
+
+    def updateButtons(self, *_):
+        self.ui.applyButton.enabled = self.ui.inputSelector.currentNode() is not None and not self.runner.running
+
+    def onApply(self):
+        try:
+            self.checkAndStart()
+        except ValueError as exc:  # bad input: the message says what is wrong and what is expected
+            showError(str(exc))
+        except Exception as exc:  # noqa: BLE001 - never a traceback-only failure
+            showError(f"Could not start: {exc}", exc)
+            self.updateButtons()
+
+    def startTask(self, command, args, message):
+        self.ui.applyButton.enabled = False
+        self.ui.cancelButton.enabled = True
+        self.ui.progressBar.setValue(0)
+        self.ui.statusLabel.text = message
+        self.runner.start(command, args, self.ui.deviceComboBox.currentText)
+
+    def onProgress(self, fraction, message):
+        self.ui.progressBar.setValue(int(round(100 * fraction)))
+        self.ui.statusLabel.text = message
+
+    def onRunnerFinished(self, ok, exitCode, output):
+        self.ui.cancelButton.enabled = False
+        self.updateButtons()
+        if self.runner.cancelled:
+            self.ui.statusLabel.text = "Cancelled."
+            return
+        if not ok:
+            self.ui.statusLabel.text = "Failed."
+            showError(f"{self.moduleName} failed (exit code {exitCode}).\n\n{output[-2000:]}")
+            return
+        try:
+            self.onTaskSucceeded(output)
+        except Exception as exc:  # noqa: BLE001
+            showError(f"Could not read the result: {exc}", exc)

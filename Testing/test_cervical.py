@@ -1,0 +1,191 @@
+"""Cervical localisation: network sizes, the region-aware term (exact), pre-processing round trip,
+metrics, a short training run, the shipped model, scene output, CLI and bad inputs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from SpineAILib.cervical.data import region_target, to_canvas
+from SpineAILib.cervical.losses import localisation_loss, region_aware_term, region_weights
+from SpineAILib.cervical.metrics import binary_metrics, n_regions, summarize
+from SpineAILib.cervical.networks import PAPER_PARAMS, build, count_parameters
+from SpineAILib.errors import InputError
+from SpineAILib.io import Image
+from SpineAILib.phantoms import CervicalPhantomConfig, lateral_cervical_phantom
+
+
+@pytest.mark.parametrize("name", ["FCN", "DeConvNet", "UNet"])
+def test_network_sizes_and_output_shape(name):
+    net = build(name)
+    n = count_parameters(net)
+    assert abs(n - PAPER_PARAMS[name]) / PAPER_PARAMS[name] < 0.02, (name, n)
+    with torch.no_grad():
+        assert net.eval()(torch.zeros(2, 1, 100, 100)).shape == (2, 2, 100, 100)
+
+
+def test_region_weights_exact():
+    m = np.zeros((20, 20), bool)
+    m[0:5, 0:10] = True  # 50 px, the largest
+    m[10:14, 0:5] = True  # 20 px
+    m[10:12, 10:15] = True  # 10 px
+    E = region_weights(m)
+    # N_r = 3, N_t = 1: factor 2; E = 2 (A_max - A_q) / A_max inside the smaller regions
+    assert np.all(E[0:5, 0:10] == 0)
+    np.testing.assert_allclose(E[10:14, 0:5], 2 * (50 - 20) / 50)
+    np.testing.assert_allclose(E[10:12, 10:15], 2 * (50 - 10) / 50)
+    assert E[~m].max() == 0
+    one = np.zeros((20, 20), bool)
+    one[3:9, 3:9] = True
+    assert not region_weights(one).any()  # one region: no penalty
+
+
+def test_region_term_values_and_gradient():
+    H = W = 8
+    target = torch.zeros(1, H, W, dtype=torch.long)
+    target[0, 0:4, 0:4] = 1  # the true spine
+    # Prediction: the true region (16 px) plus a spurious 2 px region at background pixels.
+    p_spine = torch.full((1, H, W), 0.1)
+    p_spine[0, 0:4, 0:4] = 0.9
+    p_spine[0, 6, 6:8] = 0.8
+    logits = torch.stack([torch.log(1 - p_spine), torch.log(p_spine)], 1).requires_grad_(True)
+    probs = torch.softmax(logits, 1)
+    E = torch.as_tensor(region_weights((p_spine > 0.5).numpy()[0]))[None]
+    expected_E = 1 * (16 - 2) / 16  # N_r - N_t = 1
+    assert torch.allclose(E[0, 6, 6:8], torch.tensor(expected_E))
+    value = region_aware_term(probs, target, E)
+    # 2 spurious background pixels: 1/2 * E * (1 - p_background)^2 with p_background = 0.2
+    assert value.item() == pytest.approx(0.5 * 2 * expected_E * 0.8 ** 2, rel=1e-5)
+    value.backward()
+    g = logits.grad[0]
+    assert g[:, 6, 6:8].abs().sum() > 0  # gradient at the penalised pixels ...
+    mask = torch.ones(H, W, dtype=bool)
+    mask[6, 6:8] = False
+    assert g[:, mask].abs().max() == 0  # ... and nowhere else: E is a constant weight map
+    # A single predicted region: the term is exactly zero, the loss is the log loss alone.
+    p_one = p_spine.clone()
+    p_one[0, 6, 6:8] = 0.1
+    lg = torch.stack([torch.log(1 - p_one), torch.log(p_one)], 1)
+    total, ce, lr = localisation_loss(lg, target, region_weight=1.0)
+    assert lr.item() == 0.0 and total.item() == pytest.approx(ce.item())
+
+
+def test_preprocessing_round_trip_and_target():
+    ph = lateral_cervical_phantom(CervicalPhantomConfig(size=300, rotation_deg=8))
+    arr = ph.image.array[:, 40:260]  # a non-square radiograph (300 x 220)
+    canvas, rec = to_canvas(arr)
+    assert canvas.shape == (100, 100) and 0 <= canvas.min() and canvas.max() <= 1
+    assert canvas[:, -5:].max() == 0  # zero padding on the right of a tall image
+    pts = np.array([[0.0, 0.0], [219.0, 299.0], [100.5, 150.25]])
+    np.testing.assert_allclose(rec.to_original(rec.to_canvas(pts)), pts, atol=1e-9)
+    target = region_target(ph.region[:, 40:260], rec)
+    assert n_regions(target) == 1
+    from SpineAILib.preprocessing import map_from_canvas
+
+    back = map_from_canvas(target.astype(np.float32), rec, "linear") > 0.5
+    assert back.shape == arr.shape
+    assert binary_metrics(back, ph.region[:, 40:260])["sensitivity"] > 0.9
+
+
+def test_metrics_on_known_masks():
+    t = np.zeros((10, 10), bool)
+    t[:5] = True  # 50 positives
+    p = np.zeros((10, 10), bool)
+    p[:4] = True  # 40 TP
+    p[9, :5] = True  # 5 FP
+    m = binary_metrics(p, t)
+    assert m == pytest.approx({"accuracy": 0.85, "dice": 80 / 95, "sensitivity": 0.8, "specificity": 0.9})
+    assert n_regions(p) == 2
+    s = summarize([{"a": 1.0}, {"a": 3.0}])
+    assert s == {"a": {"mean": 2.0, "std": 1.0}}
+
+
+def test_short_training_run_decreases_the_loss():
+    from SpineAILib.cervical.data import phantom_samples
+
+    torch.manual_seed(0)
+    samples = phantom_samples(4, seed=7, size=256)
+    x = torch.as_tensor(np.stack([s.canvas for s in samples]))[:, None]
+    y = torch.as_tensor(np.stack([s.target for s in samples]).astype(np.int64))
+    net = build("FCN")
+    opt = torch.optim.RMSprop(net.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(8):
+        loss, _, _ = localisation_loss(net(x), y, region_weight=1.0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0]
+
+
+# ------------------------------------------------------------------- shipped model
+def test_shipped_model_on_held_out_phantoms():
+    from SpineAILib.cervical.evaluate import evaluate
+    from SpineAILib.models import load_card
+
+    card = load_card("cervical_fcn_r")
+    assert "SYNTHETIC" in card.training["data"]  # honest about what it was trained on
+    report = evaluate(n=8, device="cpu", seed=200_000)
+    assert report["metrics"]["dice"]["mean"] > 0.7
+    assert report["metrics"]["specificity"]["mean"] > 0.95
+
+
+def test_localize_result_geometry():
+    from SpineAILib.cervical import localize
+
+    ph = lateral_cervical_phantom(CervicalPhantomConfig(seed=123, rotation_deg=15))
+    r = localize(ph.image, device="cpu")
+    assert r.found and r.region.shape == ph.image.array.shape
+    assert binary_metrics(r.region, ph.region)["sensitivity"] > 0.6
+    assert r.polygon.shape == (4, 2) and r.axis[1] > 0
+    # The column leans like the phantom's rotation (image y down: positive rotation leans left).
+    assert abs(abs(r.axis_angle_deg) - 15) < 15
+    d = r.to_dict()
+    assert d["found"] and d["image_size"] == [ph.image.array.shape[1], ph.image.array.shape[0]]
+
+
+def test_bad_inputs(random_volume):
+    from SpineAILib.cervical import localize
+
+    with pytest.raises(InputError, match="expects a 2D radiograph"):
+        localize(random_volume, device="cpu")
+    with pytest.raises(InputError, match="constant"):
+        localize(Image(np.full((64, 64), 9, np.uint8), (1.0, 1.0)), device="cpu")
+    empty = localize(Image(np.random.default_rng(1).uniform(0, 5, (200, 200)).astype(np.float32), (1.0, 1.0)),
+                     device="cpu")
+    if not empty.found:
+        assert "No cervical spine found" in empty.warnings[0]
+
+
+def test_scene_and_cli(tmp_path):
+    pytest.importorskip("slicer")
+    import SimpleITK as sitk
+
+    from SpineAILib.cervical import localize
+    from SpineAILib.cervical.scene import SEGMENT_NAME, write_cervical_result
+    from SpineAILib.cli import EXIT_OK, main
+    from SpineAILib.io import write_image
+    from SpineAILib.scene import add_volume, load_mrb, new_scene, save_mrb, segment_arrays
+
+    ph = lateral_cervical_phantom(CervicalPhantomConfig(seed=5))
+    img = Image(ph.image.array, (0.15, 0.15), (10.0, -5.0))
+    r = localize(img, device="cpu")
+    scene = new_scene()
+    vol = add_volume(scene, img, "Lateral")
+    write_cervical_result(scene, img, r, vol, probability_volume=True)
+    loaded = load_mrb(save_mrb(scene, tmp_path / "c.mrb"))
+    seg = loaded.GetFirstNodeByName("Cervical localization")
+    masks = segment_arrays(seg, img)
+    np.testing.assert_array_equal(masks[SEGMENT_NAME][0], r.region)
+    assert loaded.GetFirstNodeByName("Cervical probability") is not None
+
+    path = write_image(ph.image, tmp_path / "lateral.png")
+    assert main(["cervical", str(path), "--output", str(tmp_path / "out"), "--device", "cpu", "--quiet"]) == EXIT_OK
+    mask = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "out" / "localization.png")))
+    assert mask.shape == ph.image.array.shape and set(np.unique(mask)) <= {0, 255}
+    info = json.loads((tmp_path / "out" / "localization.json").read_text())
+    assert info["found"] == bool(mask.any()) and len(info["bounding_polygon_px"]) in (0, 4)
