@@ -202,10 +202,10 @@ def test_non_spine_images_are_flagged_low_confidence():
     from SpineAILib.phantoms import lateral_cervical_phantom
 
     noise = Image(np.random.default_rng(0).uniform(0, 255, (1200, 500)).astype(np.uint8), (1.0, 1.0))
-    r = estimate(noise, device="cpu")
-    assert r.low_confidence and "Low confidence" in r.warnings[0]
-    lateral = lateral_cervical_phantom().image
-    assert estimate(lateral, device="cpu").low_confidence
+    for image in (noise, lateral_cervical_phantom().image):
+        r = estimate(image, device="cpu")
+        # flagged by the model's own detection scores, not only by the shape check
+        assert r.low_confidence and any(w.startswith("Low confidence") for w in r.warnings)
 
 
 def test_scene_output_on_radiograph_with_pixel_spacing(val_cases):

@@ -36,7 +36,7 @@ def export(run: str, variant: str = "FCN-R", models_dir: str | None = None, name
                            "random size/rotation/curvature/contrast/noise/implants); no real radiographs were "
                            "available" if not cfg.get("data") else cfg["data"]),
                   "variant": variant, "region_aware_weight": cfg["region_weight"] if variant.endswith("-R") else 0,
-                  "n_train": cfg["n_train"], "n_test": cfg["n_test"], "steps": cfg["steps"],
+                  "n_train": cfg["n_train"], "n_test": cfg["n_test"], "steps": res["steps"],
                   "batch_size": cfg["batch_size"], "optimizer": f"RMSprop lr {cfg['lr']}",
                   "augmentation": "rigid rotations 0-355 degrees in 5 degree steps", "seed": cfg["seed"],
                   "train_seconds": round(res["train_seconds"], 1), "parameters": res["parameters"]},

@@ -20,7 +20,11 @@ from SpineAILib.models import ModelCard, default_models_dir, write_card
 from SpineAILib.training import git_commit
 
 
-def export(run: str, data: str, models_dir: str | None = None, name: str = MODEL_NAME) -> Path:
+def export(run: str, data: str, models_dir: str | None = None, name: str = MODEL_NAME,
+           weights: str = "last") -> Path:
+    """``weights`` "last" (the final epoch; no choice made on the validation split, so its
+    validation numbers are not selection-biased) or "best" (the epoch with the best validation
+    SMAPE during training)."""
     run_dir = Path(run)
     out = Path(models_dir or default_models_dir())
     out.mkdir(parents=True, exist_ok=True)
@@ -29,7 +33,12 @@ def export(run: str, data: str, models_dir: str | None = None, name: str = MODEL
     with open(run_dir / "history.csv") as f:
         history = list(csv.DictReader(f))
     train_seconds = sum(float(r["seconds"]) for r in history if r.get("seconds"))
-    shutil.copyfile(run_dir / "best_fp16.pt", out / f"{name}.pt")
+    if weights == "last" and not (run_dir / "last_fp16.pt").is_file():
+        import torch
+
+        state = torch.load(run_dir / "last.pt", map_location="cpu", weights_only=False)["model"]
+        torch.save({k: v.half() if v.is_floating_point() else v for k, v in state.items()}, run_dir / "last_fp16.pt")
+    shutil.copyfile(run_dir / f"{weights}_fp16.pt", out / f"{name}.pt")
     card = ModelCard(
         name=name, task="cobb", architecture="spineai.CobbLandmarkNet", weights=f"{name}.pt", sha256="",
         architecture_kwargs={"widths": cfg["widths"], "head_width": 64},
@@ -47,7 +56,9 @@ def export(run: str, data: str, models_dir: str | None = None, name: str = MODEL
                                    "offset, noise"},
                   "loss": "CenterNet focal loss on centre heatmap + L1 on offsets", "optimizer": "AdamW, one-cycle",
                   "hardware": summary.get("device", ""), "train_seconds": round(train_seconds, 1),
-                  "best_epoch": summary.get("best", {}).get("epoch")},
+                  "weights": f"{weights} epoch" + ("" if weights == "last" else
+                                                   f" ({summary.get('best', {}).get('epoch')})"),
+                  "inference": "flip test-time augmentation (chosen on the validation split)"},
         metrics={}, commit=git_commit(), date=dt.date.today().isoformat(),
         description="Vertebra-focused landmark detector (centre heatmap + corner offsets) for the 68 AASCE corner "
                     "landmarks T1-L5 of AP spine radiographs.",
@@ -68,8 +79,9 @@ def main(argv=None) -> int:
     p.add_argument("--run", required=True)
     p.add_argument("--data", default="", help="AASCE folder: evaluate on the validation split for the card")
     p.add_argument("--models-dir", default=None)
+    p.add_argument("--weights", choices=("last", "best"), default="last")
     a = p.parse_args(argv)
-    print(export(a.run, a.data, a.models_dir))
+    print(export(a.run, a.data, a.models_dir, weights=a.weights))
     return 0
 
 
