@@ -31,7 +31,7 @@ def axis_codes(image: Image) -> list[str]:
     for col in image.as_3d().direction.T:
         a = int(np.argmax(np.abs(col)))
         codes.append(_POS[a] if col[a] > 0 else _NEG[a])
-    if len(set(c for c in codes if c in _POS) | set(_POS[_NEG.index(c)] for c in codes if c in _NEG)) != 3:
+    if len({_POS.index(c) if c in _POS else _NEG.index(c) for c in codes}) != 3:
         raise InputError(f"Image axes {codes} do not span three anatomical directions (oblique beyond 45 degrees?).")
     return codes
 
