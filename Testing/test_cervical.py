@@ -189,3 +189,17 @@ def test_scene_and_cli(tmp_path):
     assert mask.shape == ph.image.array.shape and set(np.unique(mask)) <= {0, 255}
     info = json.loads((tmp_path / "out" / "localization.json").read_text())
     assert info["found"] == bool(mask.any()) and len(info["bounding_polygon_px"]) in (0, 4)
+
+
+def test_ap_views_are_reported_not_found(data_dir):
+    """An AP radiograph (phantom and real AASCE image) is not a lateral cervical view: the
+    result says no cervical spine was found instead of inventing a region."""
+    from SpineAILib.cervical import localize
+    from SpineAILib.io import read_image
+    from SpineAILib.phantoms import ap_radiograph_phantom
+
+    real = read_image(sorted((data_dir / "aasce" / "images").glob("*.jpg"))[3], expect_ndim=2)
+    for img in (ap_radiograph_phantom().image, real):
+        r = localize(img, device="cpu")
+        assert not r.found and r.region.shape == img.array.shape
+        assert r.warnings[0].startswith("No cervical spine found")
