@@ -259,3 +259,18 @@ def test_cli_batch_csv_and_landmarks(tmp_path, val_cases):
     back = result_from_dict(data)
     np.testing.assert_allclose(back.values, [float(v) for v in good[1:4]], atol=1e-3)
     assert main(["cobb", str(tmp_path / "missing"), "--device", "cpu", "--quiet"]) == 2
+
+
+def test_plausibility_checks_on_hand_made_spines():
+    from SpineAILib.cobb.predict import plausibility_warnings
+
+    good = spine_from_tilts(np.linspace(10, -10, 17))
+    assert plausibility_warnings(good, np.full(17, 0.8)) == []
+    weak = plausibility_warnings(good, np.full(17, 0.3))
+    assert len(weak) == 1 and weak[0].startswith("Low confidence")
+    off = good.copy()
+    off[4 * 8:4 * 8 + 4, 0] += 120  # vertebra 9 found two widths to the side (on a rib)
+    assert any("off the column" in w for w in plausibility_warnings(off, np.full(17, 0.8)))
+    doubled = good.copy()
+    doubled[4 * 9:4 * 9 + 4] = doubled[4 * 8:4 * 8 + 4] + [0, 2]  # the same vertebra twice
+    assert any("irregularly spaced" in w for w in plausibility_warnings(doubled, np.full(17, 0.8)))
