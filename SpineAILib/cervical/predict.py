@@ -70,7 +70,18 @@ def get_model(device="cpu", name: str = MODEL_NAME, models_dir=None):
 
     key = (str(models_dir or ""), f"{name}@{device}")
     if key not in _MODELS:
-        _MODELS[key] = load_model(name, device, models_dir)
+        import torch
+        from torch.fx.experimental.optimization import fuse
+
+        net, card = load_model(name, device, models_dir)
+        # Inference only: fold batch norm into the convolutions and use channels-last memory
+        # (38 -> 27 ms per image for the FCN on a 2-core CPU; see docs/benchmarks).
+        try:
+            net = fuse(net)
+        except Exception:  # noqa: BLE001 - an architecture fx cannot trace runs unfused
+            pass
+        net = net.to(memory_format=torch.channels_last)
+        _MODELS[key] = (net, card)
     return _MODELS[key]
 
 
@@ -93,7 +104,8 @@ def localize(image: Image | str | os.PathLike, device: str = "auto", models_dir=
     canvas, rec = to_canvas(img.array)
     net, card = get_model(dev, models_dir=models_dir)
     with torch.no_grad():
-        prob100 = torch.softmax(net(torch.as_tensor(canvas)[None, None].to(dev)), 1)[0, 1].cpu().numpy()
+        x = torch.as_tensor(canvas)[None, None].to(dev).to(memory_format=torch.channels_last)
+        prob100 = torch.softmax(net(x), 1)[0, 1].cpu().numpy()
     prob = np.clip(map_from_canvas(prob100, rec, "linear"), 0.0, 1.0).astype(np.float32)
     from scipy import ndimage
 
