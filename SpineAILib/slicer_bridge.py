@@ -14,8 +14,12 @@ from SpineAILib.progress import parse_machine_progress  # noqa: F401  (re-export
 # Never reinstalled inside Slicer: Slicer ships its own builds and replacing them breaks it.
 PROTECTED_PACKAGES = ("numpy", "SimpleITK", "vtk")
 # What the tasks need inside Slicer besides torch (installed through the PyTorch extension),
-# pinned like pyproject.toml; installed with --no-deps so pip cannot touch Slicer's numpy.
-SLICER_PIP_PACKAGES = {"monai": "monai==1.6.1", "tqdm": "tqdm==4.70.1", "scipy": "scipy==1.17.1"}
+# pinned like pyproject.toml. Packages whose only heavy dependency is numpy/torch are installed
+# with --no-deps so pip cannot touch Slicer's numpy or pull a second torch; matplotlib (used by
+# the demo's overview) needs its small pure-Python/wheel dependencies, and its numpy requirement
+# is already satisfied by Slicer's, so pip leaves numpy alone.
+SLICER_PIP_PACKAGES = {"monai": "monai==1.6.1 --no-deps", "tqdm": "tqdm==4.70.1 --no-deps",
+                       "scipy": "scipy==1.17.1 --no-deps", "matplotlib": "matplotlib==3.11.2"}
 
 
 def library_root() -> Path:
@@ -48,5 +52,5 @@ def install_plan(missing: list[str]) -> dict[str, list[str]]:
         elif name in PROTECTED_PACKAGES:
             plan["protected"].append(name)
         else:
-            plan["pip"].append(SLICER_PIP_PACKAGES.get(name, name))
+            plan["pip"].append(SLICER_PIP_PACKAGES.get(name, f"{name} --no-deps"))
     return plan

@@ -146,7 +146,12 @@ def test_bridge_command_and_environment():
 
 
 def test_install_plan_never_touches_slicer_packages():
-    plan = slicer_bridge.install_plan(["torch", "monai", "numpy", "SimpleITK", "tqdm"])
+    plan = slicer_bridge.install_plan(["torch", "monai", "numpy", "SimpleITK", "tqdm", "matplotlib", "other"])
     assert plan["torch"] == ["torch"]
-    assert plan["pip"] == ["monai==1.6.1", "tqdm==4.70.1"]
+    assert plan["pip"] == ["monai==1.6.1 --no-deps", "tqdm==4.70.1 --no-deps", "matplotlib==3.11.2",
+                           "other --no-deps"]
     assert plan["protected"] == ["numpy", "SimpleITK"]
+    # the pins match pyproject.toml
+    pyproject = (REPO / "pyproject.toml").read_text()
+    for req in plan["pip"][:3]:
+        assert f'"{req.split()[0]}"' in pyproject

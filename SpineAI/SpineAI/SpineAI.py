@@ -78,7 +78,7 @@ class SpineAIWidget(ScriptedLoadableModuleWidget):
                 self.ui.modelsTable.setItem(row, col, qt.QTableWidgetItem(str(model[key])))
 
     def onRunDemo(self):
-        if not SpineAICommon.ensureDependencies():
+        if not SpineAICommon.ensureDependencies(("torch", "monai", "tqdm", "scipy", "matplotlib")):
             return
         outputDir = self.ui.outputDirSelector.currentPath
         self.ui.runDemoButton.enabled = False

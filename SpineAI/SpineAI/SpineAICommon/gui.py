@@ -20,8 +20,9 @@ def showError(message, exc=None):
 
 def ensureDependencies(required=("torch", "monai", "tqdm", "scipy")):
     """Install what a task needs on first use, after asking. torch goes through the PyTorch
-    extension (it picks the right CUDA/CPU build); the rest through pip with --no-deps so
-    Slicer's numpy, SimpleITK and vtk are never replaced. Returns True when all are present."""
+    extension (it picks the right CUDA/CPU build); the rest through pip as
+    SpineAILib.slicer_bridge plans it (--no-deps where a dependency could replace Slicer's numpy,
+    SimpleITK or vtk). Returns True when all are present."""
     from SpineAILib.info import missing_packages
 
     missing = missing_packages(tuple(required))
@@ -44,7 +45,7 @@ def ensureDependencies(required=("torch", "monai", "tqdm", "scipy")):
                 slicer.util.errorDisplay("PyTorch could not be installed. See the PyTorch module for options.")
                 return False
         for requirement in plan["pip"]:
-            slicer.util.pip_install(f"{requirement} --no-deps")
+            slicer.util.pip_install(requirement)
     return not missing_packages(tuple(required))
 
 
