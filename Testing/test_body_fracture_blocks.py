@@ -1,0 +1,94 @@
+"""Building blocks of click-to-segment and fracture assessment (issue 5, in progress): height
+measurement on phantoms with exact heights, Genant grading at its boundaries, and the
+dual-pathway network's size and receptive fields."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from SpineAILib.errors import InputError
+from SpineAILib.fracture.genant import genant, grade_from_loss
+from SpineAILib.fracture.network import RF_NORMAL, RF_SUBSAMPLED, build_dual_pathway
+from SpineAILib.phantoms import CTPhantomConfig, ct_spine_phantom
+from SpineAILib.vertebra_body.measure import measure_heights
+
+
+@pytest.fixture(scope="module")
+def deformed():
+    cfg = CTPhantomConfig(first="T12", last="L3", spacing=(0.6, 0.6, 0.8), lateral_curve_mm=6, lordosis_mm=4,
+                          lateral_fov_mm=70, ap_fov_mm=90, ribs=False, noise_hu=0,
+                          height_loss={"L1": ("wedge", 0.3), "L2": ("biconcave", 0.25), "L3": ("crush", 0.45)})
+    return ct_spine_phantom(cfg)
+
+
+def test_heights_measured_in_the_body_plane_match_the_phantom(deformed):
+    """With the column direction from the neighbouring centroids (what vertebra labelling
+    provides) every height is within a voxel or so of the phantom's exact value."""
+    ph = deformed
+    c = ph.body_centers
+    for lab in (19, 20, 21, 22):
+        mask = ph.body_labels.with_array((ph.body_labels.array == lab).astype(np.uint8))
+        up, down = c.get(lab - 1, c[lab]), c.get(lab + 1, c[lab])
+        m = measure_heights(mask, si_axis=up - down)
+        for key in ("anterior", "middle", "posterior"):
+            assert m[f"{key}_height_mm"] == pytest.approx(ph.heights[lab][key], abs=1.2), (lab, key)
+        assert 5 < m["volume_ml"] < 60
+
+
+def test_heights_without_neighbours_on_symmetric_bodies(deformed):
+    """Alone, the body's principal axes give the axis; fine for bodies without a wedge."""
+    ph = deformed
+    for lab in (19, 21, 22):  # normal, biconcave, crush
+        mask = ph.body_labels.with_array((ph.body_labels.array == lab).astype(np.uint8))
+        m = measure_heights(mask)
+        for key in ("anterior", "middle", "posterior"):
+            assert m[f"{key}_height_mm"] == pytest.approx(ph.heights[lab][key], abs=1.5), (lab, key)
+
+
+def test_genant_grades_the_phantom_deformities(deformed):
+    ph = deformed
+    h = {lab: ph.heights[lab] for lab in ph.heights}
+    wedge = genant(h[20]["anterior"], h[20]["middle"], h[20]["posterior"])
+    assert (wedge.label, wedge.deformity) == ("moderate", "wedge") and wedge.height_loss == pytest.approx(0.3)
+    bic = genant(h[21]["anterior"], h[21]["middle"], h[21]["posterior"])
+    assert (bic.label, bic.deformity) == ("moderate", "biconcave")
+    crush = genant(h[22]["anterior"], h[22]["middle"], h[22]["posterior"],
+                   neighbour_posterior=[h[21]["posterior"]])
+    assert (crush.label, crush.deformity) == ("severe", "crush")
+    normal = genant(h[19]["anterior"], h[19]["middle"], h[19]["posterior"])
+    assert (normal.grade, normal.deformity) == (0, "none")
+
+
+@pytest.mark.parametrize(("loss", "grade"), [(0.0, 0), (0.1999, 0), (0.20, 1), (0.2499, 1), (0.25, 2), (0.40, 2),
+                                             (0.4001, 3), (0.9, 3)])
+def test_genant_boundaries(loss, grade):
+    assert grade_from_loss(loss) == grade
+    assert genant(20 * (1 - loss), 20.0, 20.0).grade == grade
+
+
+def test_genant_rejects_bad_heights():
+    with pytest.raises(InputError, match="positive"):
+        genant(0.0, 20.0, 20.0)
+
+
+def test_dual_pathway_size_and_receptive_fields():
+    net = build_dual_pathway().eval()
+    n = sum(p.numel() for p in net.parameters())
+    assert abs(n - 230_000) / 230_000 < 0.02
+    assert (RF_NORMAL, RF_SUBSAMPLED) == (17, 51)
+    normal = torch.zeros(1, 1, 19 + 16, 19 + 16, 19 + 16, requires_grad=True)
+    low = torch.zeros(1, 1, 7 + 16, 7 + 16, 7 + 16, requires_grad=True)
+    with pytest.raises(ValueError, match="pathway outputs differ"):
+        net(normal, low)  # 7 * 3 = 21 != 19: shapes must be consistent
+    normal = torch.zeros(1, 1, 21 + 16, 21 + 16, 21 + 16, requires_grad=True)
+    out = net(normal, low)
+    assert out.shape == (1, 3, 21, 21, 21)
+    out[0, 0, 10, 10, 10].backward()
+    # Receptive field of one output voxel: 17 voxels in the normal input, 17 low-res voxels
+    # (= 51 original voxels) in the subsampled input.
+    g = normal.grad[0, 0].abs().sum(dim=(1, 2))
+    assert int((g > 0).sum()) == 17
+    gl = low.grad[0, 0].abs().sum(dim=(1, 2))
+    assert int((gl > 0).sum()) == 17
