@@ -17,9 +17,6 @@ import numpy as np
 from SpineAILib.errors import InputError
 from SpineAILib.io.image import Image, lps_to_ras
 
-_KEEPALIVE: dict[int, list] = {}
-
-
 def _slicer():
     try:
         import slicer
@@ -57,7 +54,9 @@ def new_scene():
         logic = cls()
         logic.SetMRMLScene(scene)
         logics.append(logic)
-    _KEEPALIVE[id(scene)] = logics + [cache, dio]
+    # The logics must live as long as the scene (they register node classes and observe it);
+    # an attribute on the scene's Python wrapper ties their lifetime to it.
+    scene._spineai_keepalive = logics + [cache, dio]
     return scene
 
 
