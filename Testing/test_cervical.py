@@ -203,3 +203,26 @@ def test_ap_views_are_reported_not_found(data_dir):
         r = localize(img, device="cpu")
         assert not r.found and r.region.shape == img.array.shape
         assert r.warnings[0].startswith("No cervical spine found")
+
+
+def test_training_script_takes_a_folder_of_real_images(tmp_path):
+    """A user with annotated radiographs trains with the same script: images/ + masks/."""
+    from SpineAILib.cervical.data import folder_samples
+    from SpineAILib.cervical.train import CervicalTrainConfig, run
+    from SpineAILib.io import write_image
+
+    (tmp_path / "data" / "images").mkdir(parents=True)
+    (tmp_path / "data" / "masks").mkdir()
+    for k in range(5):
+        ph = lateral_cervical_phantom(CervicalPhantomConfig.random(50 + k, size=160))
+        write_image(ph.image, tmp_path / "data" / "images" / f"case{k}.png")
+        write_image(ph.image.with_array(ph.region.astype(np.uint8) * 255), tmp_path / "data" / "masks" / f"case{k}.png")
+    samples = folder_samples(tmp_path / "data")
+    assert len(samples) == 5 and all(s.target.any() and s.mask is not None for s in samples)
+    results = run(CervicalTrainConfig(output=str(tmp_path / "run"), data=str(tmp_path / "data"), variants=["FCN-R"],
+                                      steps=2, batch_size=2, device="cpu"))
+    assert results[0]["variant"] == "FCN-R" and "dice" in results[0]["metrics"]
+    assert (tmp_path / "run" / "FCN-R_fp16.pt").is_file() and (tmp_path / "run" / "table.md").is_file()
+    (tmp_path / "data" / "masks" / "case0.png").unlink()
+    with pytest.raises(InputError, match="No mask for case0.png"):
+        folder_samples(tmp_path / "data")
