@@ -17,6 +17,7 @@ import numpy as np
 from SpineAILib.errors import InputError
 from SpineAILib.io.image import Image, lps_to_ras
 
+
 def _slicer():
     try:
         import slicer
