@@ -115,7 +115,7 @@ def _cmd_cobb(args: argparse.Namespace, progress: Progress) -> int:
     csv_path.parent.mkdir(parents=True, exist_ok=True)
     results = estimate_batch(files, device=args.device, batch_size=args.batch_size, progress=progress)
     failures = 0
-    with open(csv_path, "w", newline="") as f:
+    with open(csv_path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(COBB_CSV_HEADER)
         for path, r in zip(files, results, strict=True):
@@ -135,7 +135,8 @@ def _cmd_cobb(args: argparse.Namespace, progress: Progress) -> int:
             if args.landmarks:
                 d = Path(args.landmarks)
                 d.mkdir(parents=True, exist_ok=True)
-                (d / f"{path.name}.json").write_text(json.dumps({"image": path.name, **r.to_dict()}, indent=1))
+                record = json.dumps({"image": path.name, **r.to_dict()}, indent=1)
+                (d / f"{path.name}.json").write_text(record, encoding="utf-8")
     progress.close()
     print(f"Wrote {csv_path} ({len(files) - failures} image(s){f', {failures} failed' if failures else ''})")
     if len(files) == 1 and failures == 0:
@@ -164,7 +165,8 @@ def _cmd_cervical(args: argparse.Namespace, progress: Progress) -> int:
     if args.probability:
         sitk.WriteImage(sitk.GetImageFromArray((r.probability * 255).round().astype(np.uint8)),
                         str(out / "probability.png"))
-    (out / "localization.json").write_text(json.dumps({"image": Path(args.input).name, **r.to_dict()}, indent=1))
+    record = json.dumps({"image": Path(args.input).name, **r.to_dict()}, indent=1)
+    (out / "localization.json").write_text(record, encoding="utf-8")
     progress(1.0, "done")
     progress.close()
     for msg in r.warnings:

@@ -213,6 +213,6 @@ def run_demo(
 
     report = {"tasks": tasks, "versions": versions(), "device": device_summary(device),
               "outputs": {"scene": mrb.name, "overview": "overview.png"}}
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     _p(progress, 1.0, "done")
     return report

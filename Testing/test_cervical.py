@@ -187,7 +187,7 @@ def test_scene_and_cli(tmp_path):
     assert main(["cervical", str(path), "--output", str(tmp_path / "out"), "--device", "cpu", "--quiet"]) == EXIT_OK
     mask = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "out" / "localization.png")))
     assert mask.shape == ph.image.array.shape and set(np.unique(mask)) <= {0, 255}
-    info = json.loads((tmp_path / "out" / "localization.json").read_text())
+    info = json.loads((tmp_path / "out" / "localization.json").read_text(encoding="utf-8"))
     assert info["found"] == bool(mask.any()) and len(info["bounding_polygon_px"]) in (0, 4)
 
 

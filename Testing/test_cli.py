@@ -38,7 +38,7 @@ def test_demo_writes_scene_png_report(demo_run):
     code, out = demo_run
     assert code == EXIT_OK
     assert (out / "overview.png").stat().st_size > 10_000
-    report = json.loads((out / "report.json").read_text())
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
     assert set(report) >= {"tasks", "versions", "device"}
     rt = report["tasks"]["scene_roundtrip"]
     assert rt["metrics"]["centroid_max_error_mm"] < 1e-6
@@ -55,7 +55,11 @@ def test_demo_scene_loads_with_slicer_core(demo_run):
     _, out = demo_run
     scene = load_mrb(out / "spineai-demo.mrb")
     assert scene.GetNodesByClass("vtkMRMLScalarVolumeNode").GetNumberOfItems() == 3
-    assert scene.GetNodesByClass("vtkMRMLSegmentationNode").GetNumberOfItems() == 2
+    # ground truth vertebrae + cervical region, and the predicted cervical region
+    assert scene.GetNodesByClass("vtkMRMLSegmentationNode").GetNumberOfItems() == 3
+    assert scene.GetFirstNodeByName("Predicted Cobb landmarks").GetNumberOfControlPoints() == 68
+    assert scene.GetFirstNodeByName("Predicted Cobb angles") is not None
+    assert scene.GetFirstNodeByName("Predicted cervical localization") is not None
     labels, ras = fiducials_ras(scene.GetFirstNodeByName("Phantom centroids (ground truth)"))
     assert labels == ["T11", "T12", "L1", "L2", "L3", "L4"]
     assert np.all(np.diff(ras[:, 2]) < 0)

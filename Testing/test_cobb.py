@@ -137,7 +137,7 @@ def test_split_is_seeded_by_patient_and_stored(aasce):
     s1, s2 = split_cases(names, 0.2, 0), split_cases(names, 0.2, 0)
     assert s1 == s2 and not set(s1["train"]) & set(s1["val"])
     assert set(s1["train"]) | set(s1["val"]) == set(names)
-    stored = json.loads(DEFAULT_SPLIT.read_text())
+    stored = json.loads(DEFAULT_SPLIT.read_text(encoding="utf-8"))
     assert not set(stored["train"]) & set(stored["val"]) and stored["seed"] == 0
     assert len(stored["train"]) + len(stored["val"]) + len(stored["excluded"]) == 481
 
@@ -159,7 +159,7 @@ def test_canvas_mapping_back_to_original_pixels():
 def val_cases(aasce):
     from SpineAILib.cobb.train import DEFAULT_SPLIT
 
-    val = set(json.loads(DEFAULT_SPLIT.read_text())["val"])
+    val = set(json.loads(DEFAULT_SPLIT.read_text(encoding="utf-8"))["val"])
     return [c for c in aasce if c.name in val][:6]
 
 
@@ -249,13 +249,13 @@ def test_cli_batch_csv_and_landmarks(tmp_path, val_cases):
     code = main(["cobb", str(folder), "--csv", str(out_csv), "--landmarks", str(tmp_path / "lm"), "--device", "cpu",
                  "--quiet"])
     assert code == EXIT_OK
-    rows = list(csv.reader(open(out_csv)))
+    rows = list(csv.reader(open(out_csv, encoding="utf-8")))
     assert rows[0][:4] == ["image", "main", "upper", "lower"]
     assert len(rows) == 4
     bad = next(r for r in rows if r[0] == "broken.png")
     assert bad[1] == "" and bad[-1].startswith("error:")
     good = next(r for r in rows if r[0] == val_cases[0].image_path.name)
-    data = json.loads((tmp_path / "lm" / f"{val_cases[0].image_path.name}.json").read_text())
+    data = json.loads((tmp_path / "lm" / f"{val_cases[0].image_path.name}.json").read_text(encoding="utf-8"))
     back = result_from_dict(data)
     np.testing.assert_allclose(back.values, [float(v) for v in good[1:4]], atol=1e-3)
     assert main(["cobb", str(tmp_path / "missing"), "--device", "cpu", "--quiet"]) == 2

@@ -110,7 +110,7 @@ def test_rgb_radiograph_is_converted_to_gray(tmp_path):
 def test_bad_paths_and_formats(tmp_path):
     with pytest.raises(InputError, match="File not found"):
         read_image(tmp_path / "nope.nii.gz")
-    (tmp_path / "notes.txt").write_text("hello")
+    (tmp_path / "notes.txt").write_text("hello", encoding="utf-8")
     with pytest.raises(InputError, match=r"Unsupported file format '\.txt'.*Supported"):
         read_image(tmp_path / "notes.txt")
     (tmp_path / "broken.nii.gz").write_bytes(b"this is not a nifti file")

@@ -54,24 +54,24 @@ def test_missing_pieces_give_clear_errors(tiny_model, tmp_path):
         load_model("tiny", models_dir=d)
     with pytest.raises(ModelError, match="Model card not found.*Models available there: tiny"):
         load_card("other", d)
-    (d / "bad.json").write_text("{not json")
+    (d / "bad.json").write_text("{not json", encoding="utf-8")
     with pytest.raises(ModelError, match="not valid JSON"):
         load_card(d / "bad.json")
-    (d / "partial.json").write_text(json.dumps({"name": "partial", "task": "x"}))
+    (d / "partial.json").write_text(json.dumps({"name": "partial", "task": "x"}), encoding="utf-8")
     with pytest.raises(ModelError, match="lacks required field.*architecture"):
         load_card(d / "partial.json")
 
 
 def test_wrong_architecture(tiny_model):
     _, d = tiny_model
-    card = json.loads((d / "tiny.json").read_text())
+    card = json.loads((d / "tiny.json").read_text(encoding="utf-8"))
     card["architecture"] = "no.SuchNet"
-    (d / "tiny.json").write_text(json.dumps(card))
+    (d / "tiny.json").write_text(json.dumps(card), encoding="utf-8")
     with pytest.raises(ModelError, match="Unknown architecture 'no.SuchNet'; registered: monai"):
         load_model("tiny", models_dir=d)
     card["architecture"] = "monai.UNet"
     card["architecture_kwargs"] = {**KWARGS, "channels": [8, 16]}
-    (d / "tiny.json").write_text(json.dumps(card))
+    (d / "tiny.json").write_text(json.dumps(card), encoding="utf-8")
     with pytest.raises(ModelError, match="do not fit architecture"):
         load_model("tiny", models_dir=d)
 

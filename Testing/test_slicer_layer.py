@@ -54,10 +54,10 @@ def test_ui_widgets_exist(module_dir):
     ui = module_dir / "Resources" / "UI" / f"{name}.ui"
     assert ui.is_file(), f"{ui} missing"
     widgets = {w.get("name") for w in ET.parse(ui).iter("widget")}
-    source = (module_dir / f"{name}.py").read_text()
+    source = (module_dir / f"{name}.py").read_text(encoding="utf-8")
     used = _ui_names(source)
     if "TaskWidgetMixin" in source:  # the shared Apply/Cancel/progress code uses these widgets too
-        mixin = ast.get_source_segment(COMMON_GUI.read_text(), _classes(COMMON_GUI)["TaskWidgetMixin"])
+        mixin = ast.get_source_segment(COMMON_GUI.read_text(encoding="utf-8"), _classes(COMMON_GUI)["TaskWidgetMixin"])
         used |= _ui_names(mixin)
     missing = sorted(used - widgets)
     assert not missing, f"{name}.py uses widgets not in {ui.name}: {missing}"
@@ -65,7 +65,7 @@ def test_ui_widgets_exist(module_dir):
 
 @pytest.mark.parametrize("module_dir", MODULE_DIRS, ids=_module_id)
 def test_module_cmake_lists_every_file(module_dir):
-    cmake = (module_dir / "CMakeLists.txt").read_text()
+    cmake = (module_dir / "CMakeLists.txt").read_text(encoding="utf-8")
     name = module_dir.name
     cmake = cmake.replace("${MODULE_NAME}", name)
     assert "slicerMacroBuildScriptedModule" in cmake and "WITH_GENERIC_TESTS" in cmake
@@ -75,12 +75,12 @@ def test_module_cmake_lists_every_file(module_dir):
         if f.is_dir() or rel.parts[0] in ignored or "__pycache__" in rel.parts or f.name == "CMakeLists.txt":
             continue
         assert rel.as_posix() in cmake, f"{rel} is not listed in {module_dir.name}/CMakeLists.txt"
-    top = (REPO / "CMakeLists.txt").read_text()
+    top = (REPO / "CMakeLists.txt").read_text(encoding="utf-8")
     assert f"add_subdirectory({module_dir.relative_to(REPO).as_posix()})" in top
 
 
 def test_top_level_cmake_metadata():
-    top = (REPO / "CMakeLists.txt").read_text()
+    top = (REPO / "CMakeLists.txt").read_text(encoding="utf-8")
     for key in ("EXTENSION_NAME SpineAI", "EXTENSION_CATEGORY", "EXTENSION_CONTRIBUTORS", "EXTENSION_DESCRIPTION",
                 "EXTENSION_ICONURL", "EXTENSION_SCREENSHOTURLS", 'EXTENSION_DEPENDS "PyTorch"',
                 "find_package(Slicer REQUIRED)", "slicerMacroExtractRepositoryInfo", "Slicer_EXTENSION_CPACK",
@@ -89,7 +89,7 @@ def test_top_level_cmake_metadata():
 
 
 def test_spineailib_files_listed_in_cmake():
-    cmake = (REPO / "SpineAILib" / "CMakeLists.txt").read_text()
+    cmake = (REPO / "SpineAILib" / "CMakeLists.txt").read_text(encoding="utf-8")
     listed = set(re.findall(r"^\s+(\S+\.py)$", cmake, flags=re.M))
     actual = {p.relative_to(REPO / "SpineAILib").as_posix() for p in (REPO / "SpineAILib").rglob("*.py")
               if "__pycache__" not in p.parts}
@@ -98,7 +98,7 @@ def test_spineailib_files_listed_in_cmake():
 
 
 def _classes(py: Path) -> dict[str, ast.ClassDef]:
-    return {n.name: n for n in ast.parse(py.read_text()).body if isinstance(n, ast.ClassDef)}
+    return {n.name: n for n in ast.parse(py.read_text(encoding="utf-8")).body if isinstance(n, ast.ClassDef)}
 
 
 @pytest.mark.parametrize("module_dir", MODULE_DIRS, ids=_module_id)
@@ -129,7 +129,7 @@ def test_self_test_uses_functions_covered_by_pytest(module_dir):
     test_cls = _classes(module_dir / f"{name}.py")[f"{name}Test"]
     refs = _spineailib_refs(test_cls)
     assert refs, f"{name}Test calls no SpineAILib function"
-    suite = "\n".join(p.read_text() for p in TESTING.glob("test_*.py"))
+    suite = "\n".join(p.read_text(encoding="utf-8") for p in TESTING.glob("test_*.py"))
     for module, attr in refs:
         assert hasattr(importlib.import_module(module), attr), f"{module}.{attr} does not exist"
         assert re.search(rf"\b{attr}\b", suite), f"{module}.{attr} (used by {name}Test) is not covered by pytest"
@@ -152,6 +152,6 @@ def test_install_plan_never_touches_slicer_packages():
                            "other --no-deps"]
     assert plan["protected"] == ["numpy", "SimpleITK"]
     # the pins match pyproject.toml
-    pyproject = (REPO / "pyproject.toml").read_text()
+    pyproject = (REPO / "pyproject.toml").read_text(encoding="utf-8")
     for req in plan["pip"][:3]:
         assert f'"{req.split()[0]}"' in pyproject

@@ -36,7 +36,7 @@ def test_verse_json_round_trip_between_orientations(tmp_path, oblique_direction)
     a = Image(np.zeros((30, 40, 50), np.uint8), (0.8, 0.9, 2.5), (10.0, -20.0, 30.0), oblique_direction)
     cents = {20: np.array([5.0, -3.0, 60.0]), 21: np.array([7.0, 1.0, 35.0])}
     path = write_verse_centroids(tmp_path / "c.json", cents, a)
-    data = json.loads(path.read_text())
+    data = json.loads(path.read_text(encoding="utf-8"))
     assert data[0]["direction"] == axis_codes(a) and data[1]["label"] == 20
     back = read_verse_centroids(path, a)
     for lab in cents:

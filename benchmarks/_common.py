@@ -18,7 +18,7 @@ def machine() -> dict:
 
     cpu = platform.processor() or platform.machine()
     try:
-        for line in open("/proc/cpuinfo"):
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
@@ -32,6 +32,6 @@ def machine() -> dict:
 def save(name: str, data: dict) -> Path:
     DOCS.mkdir(parents=True, exist_ok=True)
     p = DOCS / f"{name}.json"
-    p.write_text(json.dumps(data, indent=2) + "\n")
+    p.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(data, indent=2))
     return p

@@ -18,8 +18,8 @@ def main() -> None:
     )
     body = "".join(f"  {f}\n" for f in files)
     text = re.sub(r"(set\(SPINEAILIB_PYTHON_SCRIPTS\n)(.*?)(  \))", lambda m: m.group(1) + body + m.group(3),
-                  cmake.read_text(), flags=re.S)
-    cmake.write_text(text)
+                  cmake.read_text(encoding="utf-8"), flags=re.S)
+    cmake.write_text(text, encoding="utf-8")
     print(f"{cmake.relative_to(ROOT)}: {len(files)} files")
 
 

@@ -95,7 +95,7 @@ class CervicalLocalizationLogic(ScriptedLoadableModuleLogic):
         from SpineAILib.cervical.predict import CervicalResult
         from SpineAILib.cervical.scene import write_cervical_result
 
-        with open(os.path.join(workDir, "localization.json")) as f:
+        with open(os.path.join(workDir, "localization.json"), encoding="utf-8") as f:
             info = json.load(f)
         image = self.checkInput(volumeNode)
         region = sitk.GetArrayFromImage(sitk.ReadImage(os.path.join(workDir, "localization.png"))) > 0

@@ -107,7 +107,7 @@ class CobbAngleLogic(ScriptedLoadableModuleLogic):
     def readResult(self, workDir):
         from SpineAILib.cobb.predict import result_from_dict
 
-        with open(os.path.join(workDir, "input.nrrd.json")) as f:
+        with open(os.path.join(workDir, "input.nrrd.json"), encoding="utf-8") as f:
             return result_from_dict(json.load(f))
 
 

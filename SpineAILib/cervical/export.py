@@ -20,8 +20,8 @@ from SpineAILib.training import git_commit
 def export(run: str, variant: str = "FCN-R", models_dir: str | None = None, name: str = MODEL_NAME) -> Path:
     run_dir = Path(run)
     out = Path(models_dir or default_models_dir())
-    cfg = json.loads((run_dir / "config.json").read_text())
-    table = {r["variant"]: r for r in json.loads((run_dir / "table.json").read_text())}
+    cfg = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    table = {r["variant"]: r for r in json.loads((run_dir / "table.json").read_text(encoding="utf-8"))}
     res = table[variant]
     shutil.copyfile(run_dir / f"{variant}_fp16.pt", out / f"{name}.pt")
     arch = variant.removesuffix("-R")

@@ -172,15 +172,15 @@ def run(cfg: CervicalTrainConfig) -> list[dict]:
             test = phantom_samples(cfg.n_test, seed=100_000 + cfg.seed, keep_masks=True)
             cache.write_bytes(pickle.dumps((train, test)))
     table = out / "table.json"
-    done = {r["variant"]: r for r in json.loads(table.read_text())} if table.is_file() else {}
+    done = {r["variant"]: r for r in json.loads(table.read_text(encoding="utf-8"))} if table.is_file() else {}
     for v in cfg.variants:
         if v not in VARIANTS:
             raise ValueError(f"Unknown variant {v}; expected one of {', '.join(VARIANTS)}")
         print(f"== {v}", flush=True)
         done[v] = train_variant(v, train, test, cfg, out)
         results = [done[k] for k in VARIANTS if k in done]
-        table.write_text(json.dumps(results, indent=2) + "\n")
-        (out / "table.md").write_text(format_table(results))
+        table.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        (out / "table.md").write_text(format_table(results), encoding="utf-8")
     results = [done[k] for k in VARIANTS if k in done]
     print(format_table(results))
     return results

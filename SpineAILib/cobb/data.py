@@ -32,7 +32,7 @@ class AasceCase:
 
 
 def _read_csv_rows(path: Path) -> list[list[str]]:
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8") as f:
         return [row for row in csv.reader(f) if row]
 
 

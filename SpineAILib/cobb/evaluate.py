@@ -28,7 +28,7 @@ def evaluate(data: str, subset: str = "val", split: str | Path = DEFAULT_SPLIT, 
              csv_path: str | None = None, models_dir: str | None = None, limit: int = 0, progress=None) -> dict:
     cases = load_aasce(data)
     if subset != "all":
-        names = set(json.loads(Path(split).read_text())[subset])
+        names = set(json.loads(Path(split).read_text(encoding="utf-8"))[subset])
         cases = [c for c in cases if c.name in names]
     if limit:
         cases = cases[:limit]
@@ -53,7 +53,7 @@ def evaluate(data: str, subset: str = "val", split: str | Path = DEFAULT_SPLIT, 
               "low_confidence_cases": int(sum(r[-1] for r in rows)),
               "seconds_per_image": {"mean": float(np.mean(secs)), "median": float(np.median(secs))}}
     if csv_path:
-        with open(csv_path, "w", newline="") as f:
+        with open(csv_path, "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
             w.writerow(["image", "main", "upper", "lower", "gt_main", "gt_upper", "gt_lower", "landmark_error_px",
                         "confidence", "low_confidence"])

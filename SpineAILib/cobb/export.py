@@ -28,9 +28,10 @@ def export(run: str, data: str, models_dir: str | None = None, name: str = MODEL
     run_dir = Path(run)
     out = Path(models_dir or default_models_dir())
     out.mkdir(parents=True, exist_ok=True)
-    cfg = json.loads((run_dir / "config.json").read_text())
-    summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else {}
-    with open(run_dir / "history.csv") as f:
+    cfg = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    summary_file = run_dir / "summary.json"
+    summary = json.loads(summary_file.read_text(encoding="utf-8")) if summary_file.is_file() else {}
+    with open(run_dir / "history.csv", encoding="utf-8") as f:
         history = list(csv.DictReader(f))
     train_seconds = sum(float(r["seconds"]) for r in history if r.get("seconds"))
     if weights == "last" and not (run_dir / "last_fp16.pt").is_file():
@@ -68,9 +69,9 @@ def export(run: str, data: str, models_dir: str | None = None, name: str = MODEL
         from SpineAILib.cobb.evaluate import evaluate
 
         report = evaluate(data, "val", models_dir=str(out), device="cpu")
-        card = json.loads((out / f"{name}.json").read_text())
+        card = json.loads((out / f"{name}.json").read_text(encoding="utf-8"))
         card["metrics"] = {"validation_split": report}
-        (out / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
+        (out / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
     return out / f"{name}.json"
 
 

@@ -53,7 +53,7 @@ class CobbTrainConfig:
 # ------------------------------------------------------------------------------- data
 def make_split(cases, path: Path, seed: int, val_fraction: float) -> dict:
     if path.is_file():
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8"))
     excluded = {c.name: corner_order_problems(c.landmarks) for c in cases}
     excluded = {k: v for k, v in excluded.items() if v}
     names = [c.name for c in cases if c.name not in excluded]
@@ -61,7 +61,7 @@ def make_split(cases, path: Path, seed: int, val_fraction: float) -> dict:
     data = {"seed": seed, "val_fraction": val_fraction, "by": "patient", **split,
             "excluded": {k: "; ".join(v) for k, v in sorted(excluded.items())}}
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=1) + "\n")
+    path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
     return data
 
 
@@ -298,7 +298,7 @@ def train(cfg: CobbTrainConfig) -> dict:
     summary = {"best": best, "train_cases": len(train_names), "val_cases": len(val_names),
                "excluded_cases": len(split.get("excluded", {})), "device": describe_device(device),
                "train_seconds_this_run": time.perf_counter() - t_start}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary
 
 

@@ -82,7 +82,7 @@ def load_card(name_or_path: str | os.PathLike, models_dir: str | os.PathLike | N
         known = ", ".join(c.name for c in list_models(p.parent)) or "none"
         raise ModelError(f"Model card not found: {p}. Models available there: {known}.")
     try:
-        data = json.loads(p.read_text())
+        data = json.loads(p.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise ModelError(f"Model card {p} is not valid JSON: {exc}") from None
     missing = [k for k in CARD_FIELDS_REQUIRED if not data.get(k)]
@@ -114,7 +114,7 @@ def write_card(card: ModelCard, models_dir: str | os.PathLike) -> Path:
         raise ModelError(f"Weights file {weights} does not exist; save the weights before the card.")
     card.sha256 = sha256_file(weights)
     out = d / f"{card.name}.json"
-    out.write_text(json.dumps(card.to_dict(), indent=2) + "\n")
+    out.write_text(json.dumps(card.to_dict(), indent=2) + "\n", encoding="utf-8")
     return out
 
 

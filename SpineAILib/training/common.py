@@ -36,7 +36,7 @@ def save_config(config: Any, path: str | Path) -> Path:
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     data = asdict(config) if is_dataclass(config) else dict(config)
-    p.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    p.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
     return p
 
 
@@ -66,10 +66,10 @@ class TrainingLog:
         self.path = Path(path)
         self.fields = fields
         if not self.path.exists():
-            with open(self.path, "w", newline="") as f:
+            with open(self.path, "w", newline="", encoding="utf-8") as f:
                 csv.writer(f).writerow(fields)
 
     def write(self, **row: Any) -> None:
-        with open(self.path, "a", newline="") as f:
+        with open(self.path, "a", newline="", encoding="utf-8") as f:
             csv.writer(f).writerow([row.get(k, "") for k in self.fields])
         print("  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)

@@ -62,7 +62,7 @@ def read_verse_centroids(path: str | os.PathLike, reference: Image) -> dict[int,
     file belongs to) for the voxel grid."""
     p = Path(path)
     try:
-        data = json.loads(p.read_text())
+        data = json.loads(p.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise InputError(f"Cannot read VerSe centroids {p}: {exc}") from None
     if not data or "direction" not in data[0]:
@@ -92,7 +92,7 @@ def write_verse_centroids(path: str | os.PathLike, centroids_lps: dict[int, np.n
         i, j, k = ref.physical_to_index(np.asarray(centroids_lps[lab], float))
         entries.append({"label": int(lab), "X": round(float(i), 3), "Y": round(float(j), 3), "Z": round(float(k), 3)})
     p = Path(path)
-    p.write_text(json.dumps(entries) + "\n")
+    p.write_text(json.dumps(entries) + "\n", encoding="utf-8")
     return p
 
 
