@@ -48,6 +48,7 @@ class CobbTrainConfig:
     device: str = "auto"
     val_every: int = 2
     max_train_cases: int = 0  # 0 = all (smaller for smoke tests)
+    max_val_cases: int = 0  # 0 = all
 
 
 # ------------------------------------------------------------------------------- data
@@ -235,7 +236,7 @@ def train(cfg: CobbTrainConfig) -> dict:
     split = make_split(cases, Path(cfg.split), cfg.seed, cfg.val_fraction)
     by_name = {c.name: c for c in cases}
     train_names = split["train"][: cfg.max_train_cases or None]
-    val_names = split["val"]
+    val_names = split["val"][: cfg.max_val_cases or None]
     cache = build_cache([by_name[n] for n in train_names + val_names], cfg.canvas,
                         out / f"cache_{cfg.canvas[0]}x{cfg.canvas[1]}_{len(train_names)}_{len(val_names)}.npz")
     tr_idx = np.arange(len(train_names))
@@ -246,16 +247,18 @@ def train(cfg: CobbTrainConfig) -> dict:
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(tr_idx) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=0.1)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
     state = load_checkpoint(out / "last.pt")
     start, best = 0, {"smape": float("inf")}
     if state is not None:
         net.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
         start, best = state["epoch"] + 1, state["best"]
         print(f"resumed from epoch {start}", flush=True)
+    # The one-cycle schedule is a function of the step; rebuilding it at the resumed step keeps
+    # resuming correct even when --epochs was raised for the continuation.
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=0.1,
+                                                last_epoch=start * steps_per_epoch - 1)
     log = TrainingLog(out / "history.csv", ["epoch", "loss", "focal", "l1", "smape", "mae_main", "mae_upper",
                                             "mae_lower", "landmark_px", "seconds"])
     rng = np.random.default_rng(cfg.seed + start)
@@ -293,8 +296,8 @@ def train(cfg: CobbTrainConfig) -> dict:
                            out / "best_fp16.pt")
         row["seconds"] = time.perf_counter() - t0
         log.write(**row)
-        save_checkpoint(out / "last.pt", model=net.state_dict(), optimizer=opt.state_dict(),
-                        scheduler=sched.state_dict(), epoch=epoch, best=best)
+        save_checkpoint(out / "last.pt", model=net.state_dict(), optimizer=opt.state_dict(), epoch=epoch,
+                        best=best)
     summary = {"best": best, "train_cases": len(train_names), "val_cases": len(val_names),
                "excluded_cases": len(split.get("excluded", {})), "device": describe_device(device),
                "train_seconds_this_run": time.perf_counter() - t_start}
@@ -315,10 +318,11 @@ def main(argv=None) -> int:
     p.add_argument("--device", default=defaults.device)
     p.add_argument("--val-every", type=int, default=defaults.val_every)
     p.add_argument("--max-train-cases", type=int, default=0)
+    p.add_argument("--max-val-cases", type=int, default=0)
     a = p.parse_args(argv)
     cfg = CobbTrainConfig(data=a.data, output=a.output, split=a.split, epochs=a.epochs, batch_size=a.batch_size,
                           lr=a.lr, seed=a.seed, device=a.device, val_every=a.val_every,
-                          max_train_cases=a.max_train_cases)
+                          max_train_cases=a.max_train_cases, max_val_cases=a.max_val_cases)
     print(json.dumps(train(cfg), indent=2))
     return 0
 
