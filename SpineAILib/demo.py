@@ -198,6 +198,8 @@ def run_demo(
         m = cobb_pred.angles.main
         text = (f"predicted main {cobb_pred.values[0]:.1f}° ({m.upper_end}-{m.lower_end})\n"
                 f"phantom main {ap.cobb_main_deg:.1f}° ({names[up]}-{names[low]})")
+        if cobb_pred.low_confidence:
+            text += "\nflagged: low confidence"
         render.radiograph(axes[1], ap.image, cobb_pred.landmarks, lines_px, text,
                           title="AP phantom: predicted corners + Cobb")
     else:
