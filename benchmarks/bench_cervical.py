@@ -37,16 +37,10 @@ def main() -> int:
         set_cpu_threads()
     out = {"machine": machine(), "device": str(dev), "network_ms_batch1": {}}
     x = torch.rand(1, 1, 100, 100, device=dev).to(memory_format=torch.channels_last)
-    from torch.fx.experimental.optimization import fuse
+    from SpineAILib.cervical.predict import _for_inference
 
     for name in ("FCN", "DeConvNet", "UNet"):
-        # as localize() runs it: batch norm folded into the convolutions, channels-last memory
-        net = build(name).to(dev).eval()
-        try:
-            net = fuse(net)
-        except Exception:  # noqa: BLE001
-            pass
-        net = net.to(memory_format=torch.channels_last)
+        net = _for_inference(build(name).to(dev).eval())  # as localize() runs it
         with torch.no_grad():
             for _ in range(3):
                 net(x)

@@ -13,7 +13,6 @@ from SpineAILib.preprocessing import check_image, map_from_canvas
 
 MODEL_NAME = "cervical_fcn_r"
 TASK = "Cervical spine localisation"
-_MODELS: dict = {}
 
 
 @dataclass
@@ -64,25 +63,25 @@ def region_geometry(region: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     return np.array(corners), axis, float(np.degrees(np.arctan2(axis[0], axis[1])))
 
 
+def _for_inference(net):
+    """Fold batch norm into the convolutions and use channels-last memory (38 -> 30 ms per
+    image for the FCN on a 2-core CPU; see docs/benchmarks)."""
+    import torch
+    from torch.fx.experimental.optimization import fuse
+
+    try:
+        net = fuse(net)
+    except Exception:  # noqa: BLE001 - an architecture fx cannot trace runs unfused
+        pass
+    return net.to(memory_format=torch.channels_last)
+
+
 def get_model(device="cpu", name: str = MODEL_NAME, models_dir=None):
+    """Load (once per process) the verified localisation model, prepared for inference."""
     from SpineAILib.cervical import networks as _register  # noqa: F401
-    from SpineAILib.models import load_model
+    from SpineAILib.models import cached_model
 
-    key = (str(models_dir or ""), f"{name}@{device}")
-    if key not in _MODELS:
-        import torch
-        from torch.fx.experimental.optimization import fuse
-
-        net, card = load_model(name, device, models_dir)
-        # Inference only: fold batch norm into the convolutions and use channels-last memory
-        # (38 -> 27 ms per image for the FCN on a 2-core CPU; see docs/benchmarks).
-        try:
-            net = fuse(net)
-        except Exception:  # noqa: BLE001 - an architecture fx cannot trace runs unfused
-            pass
-        net = net.to(memory_format=torch.channels_last)
-        _MODELS[key] = (net, card)
-    return _MODELS[key]
+    return cached_model(name, device, models_dir, prepare=_for_inference)
 
 
 def localize(image: Image | str | os.PathLike, device: str = "auto", models_dir=None,

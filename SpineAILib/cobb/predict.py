@@ -28,8 +28,6 @@ MAX_SIDEWAYS_JUMP = 0.6
 # Average with the mirrored image's prediction (chosen on the validation split, see README).
 FLIP_TTA = True
 
-_MODELS: dict[tuple[str, str], tuple] = {}
-
 
 @dataclass
 class CobbResult:
@@ -86,12 +84,9 @@ def result_from_dict(data: dict) -> CobbResult:
 def get_model(device="cpu", name: str = MODEL_NAME, models_dir: str | os.PathLike | None = None):
     """Load (once per process) the verified landmark model."""
     from SpineAILib.cobb import model as _register  # noqa: F401  (registers the architecture)
-    from SpineAILib.models import load_model
+    from SpineAILib.models import cached_model
 
-    key = (str(models_dir or ""), f"{name}@{device}")
-    if key not in _MODELS:
-        _MODELS[key] = load_model(name, device, models_dir)
-    return _MODELS[key]
+    return cached_model(name, device, models_dir)
 
 
 def plausibility_warnings(landmarks: np.ndarray, scores: np.ndarray) -> list[str]:

@@ -2,6 +2,7 @@
 
 from SpineAILib.models.registry import (  # noqa: F401
     ModelCard,
+    cached_model,
     default_models_dir,
     list_models,
     load_card,

@@ -155,3 +155,17 @@ def load_model(name: str | os.PathLike, device: Any = "cpu", models_dir: str | o
         raise ModelError(f"Weights of model '{card.name}' do not fit architecture {card.architecture}: {exc}") from None
     dev = torch.device(device) if isinstance(device, str) else device
     return net.to(dev).eval(), card
+
+
+_CACHE: dict[tuple[str, str, str], tuple] = {}
+
+
+def cached_model(name: str, device: Any = "cpu", models_dir: str | os.PathLike | None = None, prepare=None):
+    """:func:`load_model` once per process and (name, device, folder): batch and Slicer-console
+    use call a task many times. ``prepare(net) -> net`` (e.g. inference-only fusing) runs once,
+    before caching. Returns (module, card)."""
+    key = (str(models_dir or ""), str(name), str(device))
+    if key not in _CACHE:
+        net, card = load_model(name, device, models_dir)
+        _CACHE[key] = (prepare(net) if prepare else net, card)
+    return _CACHE[key]
