@@ -176,8 +176,119 @@ def _cmd_cervical(args: argparse.Namespace, progress: Progress) -> int:
     return EXIT_OK
 
 
-TRAINERS = {"cobb": "SpineAILib.cobb.train", "cervical": "SpineAILib.cervical.train"}
-EVALUATORS = {"cobb": "SpineAILib.cobb.evaluate", "cervical": "SpineAILib.cervical.evaluate"}
+def _cmd_vertebrae(args: argparse.Namespace, progress: Progress) -> int:
+    """Vertebra labelling: DIR/centroids.json (RAS), centroids_ctd.json (VerSe), centroids.mrk.json,
+    vertebrae.nii.gz and vertebrae.seg.nrrd."""
+    from SpineAILib.device import parse_device
+    from SpineAILib.io import read_image
+    from SpineAILib.vertebrae import locate
+    from SpineAILib.vertebrae.outputs import write_outputs
+
+    parse_device(args.device)
+    image = read_image(args.input)
+    r = locate(image, device=args.device, progress=progress)
+    write_outputs(r, image, args.output, source=str(args.input))
+    progress.close()
+    for msg in r.warnings:
+        print(f"spineai vertebrae: warning: {msg}", file=sys.stderr)
+    print(f"Wrote {args.output}/centroids.json, centroids_ctd.json, centroids.mrk.json, vertebrae.nii.gz, "
+          f"vertebrae.seg.nrrd ({len(r.centroids)} vertebrae: {' '.join(r.names()) or 'none'}; "
+          f"{r.seconds.get('total', 0):.1f} s)")
+    return EXIT_OK
+
+
+def _parse_point(text: str) -> tuple[float, float, float]:
+    try:
+        vals = [float(v) for v in text.replace(";", ",").split(",")]
+    except ValueError:
+        vals = []
+    if len(vals) != 3:
+        raise InputError(f"--point '{text}' must be three numbers X,Y,Z (RAS mm), e.g. --point 12.5,-40,310.")
+    return vals[0], vals[1], vals[2]
+
+
+def _cmd_vertebral_body(args: argparse.Namespace, progress: Progress) -> int:
+    """Click-to-segment: DIR/vertebral_body.nii.gz (label map on the CT grid, value = click number)
+    and DIR/measurements.json (volume, mean HU, heights, Genant per body)."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from SpineAILib.device import parse_device
+    from SpineAILib.io import read_image, write_image
+    from SpineAILib.vertebra_body import segment_many
+    from SpineAILib.vertebrae.formats import read_centroids_file
+
+    parse_device(args.device)
+    if not args.point:
+        raise InputError("Give at least one --point X,Y,Z (RAS mm) on a vertebral body.")
+    points = [_parse_point(t) for t in args.point]
+    image = read_image(args.input)
+    centroids = read_centroids_file(args.centroids, image) if args.centroids else None
+    progress(0.1, "segmenting")
+    results = segment_many(image, points, "RAS", centroids, device=args.device)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    labels = np.zeros(image.array.shape, np.uint8)
+    for i, r in enumerate(results):
+        labels[r.mask & (labels == 0)] = i + 1
+    write_image(image.with_array(labels), out / "vertebral_body.nii.gz")
+    bodies = [{"label_value": i + 1, **r.to_dict()} for i, r in enumerate(results)]
+    record = {"input": str(args.input), "bodies": bodies}
+    (out / "measurements.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    progress(1.0, "done")
+    progress.close()
+    for r in results:
+        for msg in r.warnings:
+            print(f"spineai vertebral-body: warning: {r.name}: {msg}", file=sys.stderr)
+    print(f"Wrote {out}/vertebral_body.nii.gz and measurements.json")
+    for b in bodies:
+        print(f"  {b['name']}: {b['volume_ml']:.1f} ml, {b['mean_hu']:.0f} HU, heights {b['anterior_height_mm']:.1f}/"
+              f"{b['middle_height_mm']:.1f}/{b['posterior_height_mm']:.1f} mm, Genant {b['genant']}")
+    return EXIT_OK
+
+
+def _cmd_fracture(args: argparse.Namespace, progress: Progress) -> int:
+    """Fracture assessment per vertebra: DIR/fracture.json and DIR/fracture.csv."""
+    import csv
+    from pathlib import Path
+
+    from SpineAILib.device import parse_device
+    from SpineAILib.fracture import assess
+    from SpineAILib.io import read_image
+    from SpineAILib.vertebrae.formats import read_centroids_file
+
+    parse_device(args.device)
+    image = read_image(args.input)
+    centroids = read_centroids_file(args.centroids, image) if args.centroids else None
+    r = assess(image, centroids, device=args.device, genant=not args.no_genant, progress=progress)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    record = {"input": str(args.input), **r.to_dict()}
+    (out / "fracture.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    with open(out / "fracture.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["vertebra", "fracture_probability", "genant_grade", "genant", "deformity", "height_loss",
+                    "status"])
+        for v in r.vertebrae:
+            d = v.to_dict()
+            w.writerow([d["name"], d["fracture_probability"], d["genant_grade"], d["genant"], d["deformity"],
+                        d["height_loss"], d["status"]])
+    progress.close()
+    for msg in r.warnings:
+        print(f"spineai fracture: warning: {msg}", file=sys.stderr)
+    flagged = [f"{v.name} ({v.status})" for v in r.vertebrae if v.status != "normal"]
+    print(f"Wrote {out}/fracture.json and fracture.csv: {len(r.vertebrae)} vertebrae, "
+          f"{'fractures: ' + ', '.join(flagged) if flagged else 'no fracture found'}")
+    return EXIT_OK
+
+
+TRAINERS = {"cobb": "SpineAILib.cobb.train", "cervical": "SpineAILib.cervical.train",
+            "vertebrae": "SpineAILib.vertebrae.train", "vertebral-body": "SpineAILib.vertebra_body.train",
+            "fracture": "SpineAILib.fracture.train"}
+EVALUATORS = {"cobb": "SpineAILib.cobb.evaluate", "cervical": "SpineAILib.cervical.evaluate",
+              "vertebrae": "SpineAILib.vertebrae.evaluate", "vertebral-body": "SpineAILib.vertebra_body.evaluate",
+              "fracture": "SpineAILib.fracture.evaluate"}
 
 
 def _run_module_main(table: dict[str, str], args: argparse.Namespace) -> int:
@@ -198,7 +309,8 @@ def _cmd_evaluate(args: argparse.Namespace, progress: Progress) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, Progress], int]] = {
     "demo": _cmd_demo, "info": _cmd_info, "cobb": _cmd_cobb, "cervical": _cmd_cervical, "train": _cmd_train,
-    "evaluate": _cmd_evaluate,
+    "evaluate": _cmd_evaluate, "vertebrae": _cmd_vertebrae, "vertebral-body": _cmd_vertebral_body,
+    "fracture": _cmd_fracture,
 }
 
 
@@ -222,6 +334,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="lateral cervical radiograph")
     _common(p, "spineai-cervical")
     p.add_argument("--probability", action="store_true", help="also write probability.png")
+    p = sub.add_parser("vertebrae", help="find and label the vertebrae of a CT (centroids + segments)")
+    p.add_argument("input", help="CT volume (NIfTI, NRRD, MHA or a DICOM series folder), Hounsfield units")
+    _common(p, "spineai-vertebrae")
+    p = sub.add_parser("vertebral-body", help="segment and measure the vertebral body at clicked point(s) in a CT")
+    p.add_argument("input", help="CT volume (Hounsfield units)")
+    p.add_argument("--point", action="append", metavar="X,Y,Z", help="a point on a vertebral body, RAS mm (repeatable)")
+    p.add_argument("--centroids", help="vertebra centroids (centroids.json / VerSe *_ctd.json) to name the bodies")
+    _common(p, "spineai-vertebral-body")
+    p = sub.add_parser("fracture", help="fracture assessment of every vertebra of a CT")
+    p.add_argument("input", help="CT volume (Hounsfield units)")
+    p.add_argument("--centroids", help="vertebra centroids (centroids.json / VerSe *_ctd.json); default: found first")
+    p.add_argument("--no-genant", action="store_true", help="voxel classifier only (no body segmentation/heights)")
+    _common(p, "spineai-fracture")
     for name, helptext in (("train", "train a task's model (headless)"), ("evaluate", "evaluate a task's model")):
         p = sub.add_parser(name, help=helptext, add_help=False)
         p.add_argument("task", help="task name, e.g. cobb")

@@ -4,7 +4,10 @@ The demo writes the phantoms' ground truth through the same scene layer the task
 checks the written scene against it after reloading the .mrb (the ``scene_roundtrip`` entry
 of the report), then runs every task that exists (``cobb``: the landmark model on the AP
 phantom, compared with the phantom's exact geometry; ``cervical``: the region-aware localiser
-on the lateral phantom, against its C3-C7 mask). Each task has its own entry, shaped
+on the lateral phantom, against its C3-C7 mask; ``vertebrae``: labelled centroids on the CT
+phantom; ``vertebral_body``: a click on every labelled body, with Dice, heights and Genant
+against the phantom (L1 wedge 30 %, L3 crush 30 %); ``fracture``: the voxel classifier).
+Each task has its own entry, shaped
 ``{"metrics": {...prediction vs phantom ground truth...}, "seconds": float}``.
 """
 
@@ -185,6 +188,70 @@ def run_demo(
     except ModelError as exc:
         tasks["cervical"] = {"metrics": {}, "seconds": 0.0, "error": str(exc)}
 
+    # ------------------------------------------------- CT: vertebra labelling, bodies, fractures
+    check_cancel(cancel)
+    _p(progress, 0.86, "vertebra labelling on the CT phantom")
+    vert_pred = None
+    try:
+        from SpineAILib.vertebrae import locate
+        from SpineAILib.vertebrae.evaluate import match, summarize
+        from SpineAILib.vertebrae.scene import write_vertebrae_result
+
+        t4 = time.perf_counter()
+        vert_pred = locate(ct.image, device=device)
+        seconds = time.perf_counter() - t4
+        write_vertebrae_result(scene, vert_pred, ct_node, "Predicted vertebra")
+        sc.save_mrb(scene, mrb)
+        s_all = summarize(match(vert_pred.centroids, ct.body_centers))["all"]
+        tasks["vertebrae"] = {"metrics": {"id_rate": s_all["id_rate"], "mean_error_mm": s_all["error_mean_mm"],
+                                          "found": vert_pred.names(),
+                                          "phantom": [anatomy.vertebra_name(v) for v in sorted(ct.body_centers)]},
+                              "seconds": round(seconds, 3)}
+    except ModelError as exc:
+        tasks["vertebrae"] = {"metrics": {}, "seconds": 0.0, "error": str(exc)}
+
+    check_cancel(cancel)
+    _p(progress, 0.87, "vertebral bodies and fractures on the CT phantom")
+    try:
+        from SpineAILib.fracture import assess
+        from SpineAILib.fracture.scene import write_fracture_result
+        from SpineAILib.vertebra_body import segment_many
+        from SpineAILib.vertebra_body.metrics import dsc
+        from SpineAILib.vertebra_body.scene import write_body_results
+
+        # Clicks where a user would click: the labelled centroids when labelling ran, else the phantom's.
+        cents = vert_pred.centroids if vert_pred is not None and vert_pred.found else ct.body_centers
+        t5 = time.perf_counter()
+        bodies = segment_many(ct.image, [cents[v] for v in sorted(cents)], "LPS", cents, device=device)
+        seconds = time.perf_counter() - t5
+        write_body_results(scene, ct.image, bodies, ct_node, "Predicted vertebral body")
+        metrics = {}
+        for b in bodies:
+            if b.label is None or b.label not in ct.heights:
+                continue
+            name = anatomy.vertebra_name(b.label)
+            metrics[name] = {"dice": round(dsc(b.mask, ct.body_labels.array == b.label), 4),
+                             "genant": b.genant.label if b.genant else None,
+                             "phantom_deformity": ct.deformity.get(b.label, ("none", 0.0))[0],
+                             "height_errors_mm": [round(b.heights[k] - ct.heights[b.label][k], 2)
+                                                  for k in ("anterior", "middle", "posterior")]}
+        tasks["vertebral_body"] = {"metrics": metrics, "seconds": round(seconds, 3),
+                                   "seconds_per_click": round(seconds / max(len(bodies), 1), 3)}
+        t6 = time.perf_counter()
+        frac = assess(ct.image, cents, device=device, genant=False)
+        for v in frac.vertebrae:  # Genant from the bodies just measured (same clicks)
+            match_b = [b for b in bodies if b.label == v.label]
+            if match_b and match_b[0].genant is not None:
+                v.genant, v.heights = match_b[0].genant, match_b[0].heights
+        write_fracture_result(scene, frac, "Predicted fracture")
+        sc.save_mrb(scene, mrb)
+        tasks["fracture"] = {"metrics": {v.name: {"probability": round(v.probability, 3), "status": v.status}
+                                         for v in frac.vertebrae} | {"patient_fractured": frac.patient_fractured},
+                             "seconds": round(time.perf_counter() - t6, 3)}
+    except ModelError as exc:
+        tasks["vertebral_body"] = {"metrics": {}, "seconds": 0.0, "error": str(exc)}
+        tasks["fracture"] = {"metrics": {}, "seconds": 0.0, "error": str(exc)}
+
     tasks["phantoms"] = {"metrics": {"ct_size_xyz": list(ct.image.size), "ct_vertebrae": len(ct.centroids),
                                      "ap_landmarks": int(len(ap.landmarks))},
                          "seconds": round(phantom_seconds, 3)}
@@ -193,7 +260,11 @@ def run_demo(
     # ------------------------------------------------------------------------- overview
     _p(progress, 0.88, "rendering the overview")
     fig, axes = render.figure(3, 4.2, 6.5)
-    render.ct_coronal(axes[0], ct.image, ct.labels, ct.centroids, "CT phantom: vertebrae + centroids")
+    if vert_pred is not None and vert_pred.found:
+        render.ct_coronal(axes[0], ct.image, vert_pred.labels, vert_pred.centroids,
+                          "CT phantom: predicted vertebra labels")
+    else:
+        render.ct_coronal(axes[0], ct.image, ct.labels, ct.centroids, "CT phantom: vertebrae + centroids")
     if cobb_pred is not None:
         m = cobb_pred.angles.main
         text = (f"predicted main {cobb_pred.values[0]:.1f}° ({m.upper_end}-{m.lower_end})\n"

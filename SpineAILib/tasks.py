@@ -28,7 +28,8 @@ def register_task(info: TaskInfo) -> TaskInfo:
 
 
 # Task packages register themselves on import; none of them imports torch at module level.
-TASK_MODULES = ("SpineAILib.cobb", "SpineAILib.cervical")
+TASK_MODULES = ("SpineAILib.cobb", "SpineAILib.cervical", "SpineAILib.vertebrae", "SpineAILib.vertebra_body",
+                "SpineAILib.fracture")
 
 
 def available_tasks() -> list[TaskInfo]:

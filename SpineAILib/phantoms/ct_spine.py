@@ -18,6 +18,7 @@ from SpineAILib.errors import InputError
 from SpineAILib.io.image import Image
 from SpineAILib.postprocessing import centers_of_mass
 
+LESION_HU = {"lytic": 15.0, "blastic": 1150.0}
 HU = {"air": -1000.0, "fat": -90.0, "soft": 40.0, "disc": 90.0, "trabecular": 220.0, "cortical": 900.0,
       "posterior": 650.0, "rib": 500.0}
 DEFORMITIES = ("wedge", "biconcave", "crush")
@@ -58,6 +59,10 @@ class CTPhantomConfig:
     lateral_curve_mm: float = 8.0  # scoliotic (coronal) deviation of the column's mid point
     lordosis_mm: float = 6.0  # sagittal bow; positive = convex anteriorly
     height_loss: dict[str, tuple[str, float]] = field(default_factory=dict)  # {"L1": ("wedge", 0.3)}
+    # Metastases inside a body: {"L2": ("lytic", 8.0)} = a low-density sphere of radius 8 mm;
+    # "blastic" = a dense one. Placed off-centre (seeded), clipped to the body.
+    lesions: dict[str, tuple[str, float]] = field(default_factory=dict)
+    size_scale: float = 1.0  # all vertebral dimensions times this (body shape variation)
     margin_mm: float = 15.0  # field of view above the first and below the last vertebra
     lateral_fov_mm: float = 170.0
     ap_fov_mm: float = 190.0
@@ -127,7 +132,10 @@ def ct_spine_phantom(config: CTPhantomConfig | None = None) -> CTPhantom:
         if kind not in DEFORMITIES or not 0 <= frac < 0.9:
             raise InputError(f"Height loss for {name} must be one of {DEFORMITIES} with a fraction in [0, 0.9).")
     names = order[order.index(cfg.first): order.index(cfg.last) + 1]
-    dims = [vertebra_dimensions(n) for n in names]
+    for name, (kind, radius) in cfg.lesions.items():
+        if kind not in LESION_HU or not radius > 0:
+            raise InputError(f"Lesion in {name} must be 'lytic' or 'blastic' with a positive radius (mm).")
+    dims = [{k: v * cfg.size_scale for k, v in vertebra_dimensions(n).items()} for n in names]
 
     # Column centre line, top to bottom, z decreasing (superior is +z in LPS).
     zs, z = [], 0.0
@@ -186,6 +194,17 @@ def ct_spine_phantom(config: CTPhantomConfig | None = None) -> CTPhantom:
     body_labels = np.zeros(size[::-1], np.int16)
     heights, deformity, body_centers = {}, {}, {}
 
+    m_inv = np.linalg.inv(m)
+
+    def box(lo_p: np.ndarray, hi_p: np.ndarray) -> tuple[slice, slice, slice]:
+        """Array slices (z, y, x) of the voxels inside a physical box (any direction)."""
+        pc = np.array([[x, y, zz] for x in (lo_p[0], hi_p[0]) for y in (lo_p[1], hi_p[1])
+                       for zz in (lo_p[2], hi_p[2])])
+        ind = pc @ m_inv[:3, :3].T + m_inv[:3, 3]
+        a = np.clip(np.floor(ind.min(0)).astype(int), 0, size)
+        b = np.clip(np.ceil(ind.max(0)).astype(int) + 1, 0, size)
+        return tuple(slice(int(a[ax]), int(b[ax])) for ax in (2, 1, 0))
+
     for n_i, (name, d) in enumerate(zip(names, dims, strict=True)):
         lab = anatomy.vertebra_label(name)
         ez = tangents[n_i]
@@ -193,15 +212,29 @@ def ct_spine_phantom(config: CTPhantomConfig | None = None) -> CTPhantom:
         ex /= np.linalg.norm(ex)
         ey = np.cross(ez, ex)  # posterior
         c = centers[n_i]
-        rel = phys - c.astype(np.float32)
-        u, v, w = rel @ ex.astype(np.float32), rel @ ey.astype(np.float32), rel @ ez.astype(np.float32)
         H, W, D = d["height"], d["width"], d["depth"]
+        hp = 0.45 * H
+        canal_r = max(7.0, 0.28 * W)
+        sp_len = 0.9 * D + 10
+        tr_len = 0.45 * W + 10
+        rib_level = cfg.ribs and name.startswith("T")
+        # Only the voxels that can belong to this vertebra (and its rib and disc) are visited:
+        # a whole-spine phantom is 25 small blocks instead of 25 passes over the volume.
+        reach_x = a_t if rib_level else W / 2 + 0.6 * canal_r + tr_len + 8
+        reach_z = H / 2 + d["disc"] + (0.3 * a_t + 12 if rib_level else 12) + 0.5 * D
+        lo_p = np.array([c[0] - reach_x, (trunk_c[1] - b_t) if rib_level else c[1] - D / 2 - 8, c[2] - reach_z])
+        hi_p = np.array([c[0] + reach_x, (trunk_c[1] + b_t) if rib_level else c[1] + D / 2 + 2 * canal_r + sp_len + 12,
+                         c[2] + reach_z])
+        sl = box(lo_p, hi_p)
+        hu_b, lab_b, body_b = hu[sl], labels[sl], body_labels[sl]  # views: writes go to the volume
+        rel = phys[sl] - c.astype(np.float32)
+        u, v, w = rel @ ex.astype(np.float32), rel @ ey.astype(np.float32), rel @ ez.astype(np.float32)
         kind, frac = cfg.height_loss.get(name, (None, 0.0))
         # Disc below this vertebra (drawn first; bodies overwrite).
         if d["disc"] > 0 and n_i + 1 < len(names):
             rd = (u / (W / 2 * 0.95)) ** 2 + (v / (D / 2 * 0.95)) ** 2
             disc = (rd <= 1) & (w < -H / 2 + 1.0) & (w > -H / 2 - d["disc"] - 1.0)
-            hu[disc] = HU["disc"]
+            hu_b[disc] = HU["disc"]
         rho2 = (u / (W / 2)) ** 2 + (v / (D / 2)) ** 2
         near = (rho2 <= 1.0) & (np.abs(w) <= H / 2 + 1)
         top, bottom = _endplates(kind, frac, H, u[near], v[near], W, D)
@@ -210,48 +243,50 @@ def ct_spine_phantom(config: CTPhantomConfig | None = None) -> CTPhantom:
         shell_t = 1.5
         rho_in = (u[near] / (W / 2 - shell_t)) ** 2 + (v[near] / (D / 2 - shell_t)) ** 2
         core = inside & (rho_in <= 1) & (wn <= top - shell_t) & (wn >= bottom + shell_t)
-        vals = hu[near]
+        vals = hu_b[near]
         vals[inside] = HU["cortical"]
         vals[core] = HU["trabecular"]
-        hu[near] = vals
-        lab_near = labels[near]
+        if name in cfg.lesions:
+            kind_l, radius = cfg.lesions[name]
+            off = rng.uniform(-0.35, 0.35, 3) * np.array([W / 2, D / 2, H / 2])
+            sphere = ((u[near] - off[0]) ** 2 + (v[near] - off[1]) ** 2 + (wn - off[2]) ** 2) <= radius ** 2
+            vals[sphere & inside] = LESION_HU[kind_l]
+        hu_b[near] = vals
+        lab_near = lab_b[near]
         lab_near[inside] = lab
-        labels[near] = lab_near
-        blab = body_labels[near]
+        lab_b[near] = lab_near
+        blab = body_b[near]
         blab[inside] = lab
-        body_labels[near] = blab
+        body_b[near] = blab
         heights[lab] = _heights(kind, frac, H, W, D)
         if kind is not None and frac > 0:
             deformity[lab] = (kind, float(frac))
         body_centers[lab] = c.copy()
 
         # Posterior elements: pedicles, lamina (arch), spinous and transverse processes.
-        hp = 0.45 * H
-        canal_r = max(7.0, 0.28 * W)
         v0 = D / 2
         ped = ((np.abs(np.abs(u) - 0.6 * canal_r - 2.5) <= 3.5) & (v >= v0 - 2) & (v <= v0 + canal_r * 1.2)
                & (np.abs(w) <= hp / 1.5))
         ring_r = np.sqrt(u ** 2 + (v - v0 - canal_r * 0.9) ** 2)
         lamina = (ring_r >= canal_r) & (ring_r <= canal_r + 4) & (v >= v0 + canal_r * 0.9) & (np.abs(w) <= hp / 1.3)
-        sp_len = 0.9 * D + 10
         spinous = ((np.abs(u) <= 3.0) & (v >= v0 + 2 * canal_r) & (v <= v0 + 2 * canal_r + sp_len)
                    & (np.abs(w + 0.15 * (v - v0)) <= hp / 1.5))
-        tr_len = 0.45 * W + 10
         transverse = ((np.abs(u) >= 0.6 * canal_r) & (np.abs(u) <= 0.6 * canal_r + tr_len)
                       & (np.abs(v - v0 - canal_r) <= 4) & (np.abs(w) <= hp / 2))
-        post = (ped | lamina | spinous | transverse) & (labels == 0)
-        hu[post] = HU["posterior"]
-        labels[post] = lab
+        post = (ped | lamina | spinous | transverse) & (lab_b == 0)
+        hu_b[post] = HU["posterior"]
+        lab_b[post] = lab
 
-        if cfg.ribs and name.startswith("T"):
+        if rib_level:
             # Rib: an arc around the trunk in the axial plane at this level, from the
             # transverse process tip laterally and anteriorly, leaving the front open.
-            ang = np.arctan2(-(Y - trunk_c[1]), np.abs(X - trunk_c[0]))  # 0 = lateral, +pi/2 = anterior
-            ra = np.sqrt(((X - trunk_c[0]) / (a_t * 0.78)) ** 2 + ((Y - trunk_c[1]) / (b_t * 0.78)) ** 2)
+            Xb, Yb = phys[sl][..., 0], phys[sl][..., 1]
+            ang = np.arctan2(-(Yb - trunk_c[1]), np.abs(Xb - trunk_c[0]))  # 0 = lateral, +pi/2 = anterior
+            ra = np.sqrt(((Xb - trunk_c[0]) / (a_t * 0.78)) ** 2 + ((Yb - trunk_c[1]) / (b_t * 0.78)) ** 2)
             # |w + 0.3 |u|| <= 4: a 8 mm band that runs downwards laterally, like real ribs.
             rib = ((np.abs(ra - 1) * 90 <= 4.0) & (np.abs(w + 0.3 * np.abs(u)) <= 4.0)
-                   & (ang < 1.2) & (ang > -1.4) & (labels == 0))
-            hu[rib] = np.where(np.abs(ra[rib] - 1) * 90 <= 2.0, HU["trabecular"], HU["rib"])
+                   & (ang < 1.2) & (ang > -1.4) & (lab_b == 0))
+            hu_b[rib] = np.where(np.abs(ra[rib] - 1) * 90 <= 2.0, HU["trabecular"], HU["rib"])
 
     # Partial volume blur, then noise.
     sigma = 0.6 / np.maximum(spacing[::-1], 1e-3)

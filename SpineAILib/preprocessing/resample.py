@@ -101,3 +101,40 @@ def resample_to_spacing(
     result = Image.from_sitk(out, dict(image.meta))
     result.meta["history"] = [*image.meta.get("history", []), {"op": "resample", **record.to_dict()}]
     return result, record
+
+
+def resample_to_canonical(image: Image, spacing: float, interpolator: str = "linear",
+                          default_value: float | None = None) -> tuple[Image, ResampleRecord]:
+    """Resample a 3D image onto an axis-aligned LPS grid (identity direction) of isotropic
+    ``spacing`` mm that covers the image's whole field of view.
+
+    The array axes of the result are then anatomical: (z, y, x) = (inferior->superior,
+    anterior->posterior, right->left), whatever the input's direction (axial, sagittal, oblique
+    acquisitions alike), so sagittal slices are ``array[:, :, x]``. ``record.restore`` maps
+    results back onto the original grid.
+    """
+    import SimpleITK as sitk
+
+    img = image.as_3d()
+    if not spacing > 0:
+        raise InputError(f"Target spacing {spacing} must be positive (mm).")
+    size = np.array(img.size)
+    corners = np.array([[i, j, k] for i in (-0.5, size[0] - 0.5) for j in (-0.5, size[1] - 0.5)
+                        for k in (-0.5, size[2] - 0.5)])
+    phys = img.index_to_physical(corners)
+    lo, hi = phys.min(0), phys.max(0)
+    new_size = np.maximum(1, np.round((hi - lo) / spacing)).astype(int)
+    origin = lo + spacing / 2.0
+    if default_value is None:
+        default_value = float(np.min(img.array))
+    src = img.to_sitk()
+    out = sitk.Resample(src, [int(s) for s in new_size], sitk.Transform(), _sitk_interp(interpolator),
+                        tuple(float(v) for v in origin), (float(spacing),) * 3, tuple(np.eye(3).ravel()),
+                        float(default_value), src.GetPixelID())
+    record = ResampleRecord(
+        original_size=tuple(int(s) for s in size), original_spacing=tuple(img.spacing),
+        original_origin=tuple(img.origin), original_direction=tuple(float(d) for d in img.direction.ravel()),
+        new_spacing=(float(spacing),) * 3, new_size=tuple(int(s) for s in new_size))
+    result = Image.from_sitk(out, dict(img.meta))
+    result.meta["history"] = [*img.meta.get("history", []), {"op": "resample_canonical", **record.to_dict()}]
+    return result, record

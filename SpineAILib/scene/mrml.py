@@ -142,19 +142,21 @@ class SegmentSpec:
 
 
 def add_segmentation(scene, labelmap: Image, segments: dict[int, SegmentSpec], name: str = "Segmentation",
-                     reference_volume=None):
+                     reference_volume=None, node=None):
     """One segment per label value present in ``labelmap`` and listed in ``segments``.
 
     Each segment's binary labelmap is cropped to its bounding box on the label map's grid;
-    the reference geometry is the given volume node or the label map's grid.
+    the reference geometry is the given volume node or the label map's grid. With ``node``
+    (a segmentation node SpineAI made earlier) the segments are added to it instead of a new node.
     """
     slicer = _slicer()
     vtk = _vtk()
     lab = labelmap.as_3d()
-    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", unique_name(scene, name))
-    node.CreateDefaultDisplayNodes()
-    if reference_volume is not None:
-        node.SetReferenceImageGeometryParameterFromVolumeNode(reference_volume)
+    if node is None:
+        node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", unique_name(scene, name))
+        node.CreateDefaultDisplayNodes()
+        if reference_volume is not None:
+            node.SetReferenceImageGeometryParameterFromVolumeNode(reference_volume)
     ijk_to_ras = _vtk_matrix(lab.index_to_ras_matrix())
     arr = lab.array
     present = set(np.unique(arr).tolist())
@@ -273,14 +275,18 @@ def add_angle(scene, name: str, p0_lps, vertex_lps, p1_lps, color: tuple[float, 
     return node
 
 
-def add_table(scene, name: str, columns: dict[str, list]):
-    """A table node; a column of numbers becomes a double column, anything else strings."""
+def add_table(scene, name: str, columns: dict[str, list], node=None):
+    """A table node; a column of numbers becomes a double column, anything else strings. With
+    ``node`` (a table SpineAI made earlier) its content is replaced instead of making a new node."""
     vtk = _vtk()
     lengths = {len(v) for v in columns.values()}
     if len(lengths) > 1:
         raise InputError(f"Table columns have different lengths {sorted(lengths)}.")
-    node = scene.AddNewNodeByClass("vtkMRMLTableNode", unique_name(scene, name))
+    if node is None:
+        node = scene.AddNewNodeByClass("vtkMRMLTableNode", unique_name(scene, name))
     table = node.GetTable()
+    while table.GetNumberOfColumns():
+        table.RemoveColumn(0)
     for col_name, values in columns.items():
         numeric = all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
                       for v in values) and len(values) > 0

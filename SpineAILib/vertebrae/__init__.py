@@ -1,3 +1,14 @@
-"""CT vertebra localisation and identification (McCouat & Glocker two-stage CNNs) -- building
-blocks so far: centroid file formats, sparse-to-dense labels, dense-to-sparse centroids and the
-patch tiling of the detection stage. The models and ``locate()`` are not implemented yet."""
+"""CT vertebra localisation and identification (McCouat & Glocker two-stage CNNs): labelled
+centroids C1..L5/S1 and vertebra segments.
+
+    from SpineAILib import vertebrae
+    result = vertebrae.locate("ct.nii.gz")     # or a SpineAILib Image
+    result.centroids                            # {VerSe label: LPS mm}; result.centroids_ras()
+    result.confidence, result.labels, result.warnings
+"""
+
+from SpineAILib.tasks import TaskInfo, register_task
+from SpineAILib.vertebrae.predict import VertebraResult, locate, segments_from_centroids, shift_labels  # noqa: F401
+
+register_task(TaskInfo(name="vertebrae", title="Vertebra labelling (CT)", cli="spineai vertebrae CT --output DIR",
+                       input="ct", entry_point="SpineAILib.vertebrae.locate", slicer_module="VertebraLabeling"))

@@ -104,3 +104,33 @@ def centroids_json(centroids_lps: dict[int, np.ndarray], confidence: dict[int, f
                     "position_ras_mm": [round(float(v), 3) for v in lps_to_ras(np.asarray(centroids_lps[lab]))],
                     "confidence": float((confidence or {}).get(lab, 1.0))})
     return out
+
+
+def read_centroids_file(path: str | os.PathLike, reference: Image | None = None) -> dict[int, np.ndarray]:
+    """{VerSe label: LPS mm} from SpineAI ``centroids.json`` (RAS mm) or VerSe ``*_ctd.json``
+    (voxel units: needs ``reference``, the image it belongs to) or CSI ``.lml``."""
+    p = Path(path)
+    if p.suffix == ".lml":
+        from SpineAILib.vertebrae.data import read_lml
+
+        if reference is None:
+            raise InputError(f"{p.name}: .lml coordinates are relative to an image; give the CT as reference.")
+        return read_lml(p, reference)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"Cannot read centroids {p}: {exc}") from None
+    if isinstance(data, list) and data and isinstance(data[0], dict) and "direction" in data[0]:
+        if reference is None:
+            raise InputError(f"{p.name} is a VerSe centroid file (voxel units); give the CT as reference.")
+        return read_verse_centroids(p, reference)
+    if isinstance(data, dict) and "vertebrae" in data:  # a SpineAI report with a vertebrae list
+        data = data["vertebrae"]
+    if not isinstance(data, list) or not all(isinstance(e, dict) and "position_ras_mm" in e for e in data):
+        raise InputError(f"{p.name}: expected SpineAI centroids.json entries {{'label', 'position_ras_mm'}} or a "
+                         "VerSe *_ctd.json file.")
+    out = {}
+    for e in data:
+        lab = int(e["label"]) if "label" in e else anatomy.vertebra_label(e["name"])
+        out[lab] = lps_to_ras(np.asarray(e["position_ras_mm"], float))
+    return out

@@ -1,0 +1,156 @@
+"""Fracture assessment of every labelled vertebra of a CT: the voxel classifier's vertebra-level
+fracture probability (Nicolaes et al.) and the Genant grade from the segmented body's heights.
+
+``assess(image, centroids)`` takes centroids from vertebra labelling ({VerSe label: LPS mm});
+without them it runs :func:`SpineAILib.vertebrae.locate` first.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from SpineAILib import anatomy
+from SpineAILib.io import Image, read_image
+from SpineAILib.preprocessing import check_image
+from SpineAILib.progress import CancelToken, ProgressCallback, SubProgress, check_cancel
+
+TASK = "Fracture assessment"
+MODEL_NAME = "fracture_classifier"
+FRACTURE_PROBABILITY_THRESHOLD = 0.5
+COLORS = {"normal": (0.1, 0.8, 0.2), "mild": (1.0, 0.55, 0.0), "moderate": (1.0, 0.55, 0.0), "severe": (0.9, 0.1, 0.1)}
+
+
+@dataclass
+class VertebraFracture:
+    label: int
+    position_lps: np.ndarray
+    probability: float  # voxel classifier, vertebra level (0..1)
+    genant: object | None = None  # fracture.genant.GenantResult from the body heights
+    heights: dict[str, float] | None = None
+    note: str = ""
+
+    @property
+    def name(self) -> str:
+        return anatomy.vertebra_name(self.label)
+
+    @property
+    def status(self) -> str:
+        """normal / mild / moderate / severe: the Genant grade when measured, else the classifier
+        (probability >= 0.5 counts as a fracture of unknown grade: 'moderate')."""
+        if self.genant is not None:
+            return self.genant.label
+        return "moderate" if self.probability >= FRACTURE_PROBABILITY_THRESHOLD else "normal"
+
+    def to_dict(self) -> dict:
+        from SpineAILib.io.image import lps_to_ras
+
+        g = self.genant
+        return {"label": self.label, "name": self.name,
+                "position_ras_mm": [round(float(v), 3) for v in lps_to_ras(self.position_lps)],
+                "fracture_probability": round(self.probability, 4),
+                "genant_grade": None if g is None else g.grade, "genant": None if g is None else g.label,
+                "deformity": None if g is None else g.deformity,
+                "height_loss": None if g is None else round(g.height_loss, 4),
+                "heights_mm": None if self.heights is None else {k: round(v, 2) for k, v in self.heights.items()},
+                "status": self.status, "note": self.note}
+
+
+@dataclass
+class FractureResult:
+    vertebrae: list[VertebraFracture]
+    patient_fractured: bool  # any confident fracture component (voxel classifier)
+    components: list[dict] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"patient_fractured": self.patient_fractured, "fracture_components": self.components,
+                "vertebrae": [v.to_dict() for v in self.vertebrae], "warnings": list(self.warnings),
+                "seconds": self.seconds}
+
+
+def get_model(device="cpu", models_dir=None):
+    from SpineAILib.fracture import network as _register  # noqa: F401
+    from SpineAILib.models import cached_model
+
+    return cached_model(MODEL_NAME, device, models_dir)
+
+
+def column_box(reference: Image, centroids: dict[int, np.ndarray], margin_mm: float = 40.0):
+    """Array slices (z, y, x) of the box around the centroids plus a margin."""
+    ref = reference.as_3d()
+    idx = np.array([ref.physical_to_index(np.asarray(p, float)) for p in centroids.values()])[:, ::-1]
+    m = margin_mm / np.array(ref.spacing[::-1])
+    lo = np.maximum(0, np.floor(idx.min(0) - m)).astype(int)
+    hi = np.minimum(np.array(ref.array.shape), np.ceil(idx.max(0) + m).astype(int) + 1)
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+
+
+def assess(image: Image | str | os.PathLike, centroids: dict[int, np.ndarray] | None = None, device: str = "auto",
+           models_dir=None, genant: bool = True, progress: ProgressCallback | None = None,
+           cancel: CancelToken | None = None) -> FractureResult:
+    """Fracture probability (voxel classifier) and, with ``genant``, the Genant grade from the
+    segmented body's heights, for every vertebra in ``centroids`` (LPS mm)."""
+    from SpineAILib.device import resolve_device
+    from SpineAILib.fracture.data import SPACING, aggregate_vertebra, patient_components, predict_dense
+    from SpineAILib.preprocessing import resample_to_canonical
+    from SpineAILib.vertebrae.networks import scale_hu
+
+    t0 = time.perf_counter()
+    if not isinstance(image, Image):
+        image = read_image(image)
+    img = check_image(image, TASK, ndim=3, min_size=2)
+    dev = resolve_device(device)
+    warnings: list[str] = []
+    seconds: dict[str, float] = {}
+    if centroids is None:
+        from SpineAILib.vertebrae import locate
+
+        loc = locate(img, device=device, models_dir=models_dir, progress=SubProgress(progress, 0.0, 0.4),
+                     cancel=cancel)
+        centroids = loc.centroids
+        warnings += loc.warnings
+        seconds["vertebra_labelling"] = loc.seconds.get("total", 0.0)
+    centroids = {int(k): np.asarray(v, float) for k, v in centroids.items() if int(k) in anatomy.VERTEBRAE}
+    if not centroids:
+        warnings.append("No vertebrae to assess (no centroids given or found).")
+        return FractureResult([], False, [], warnings, seconds)
+    net, card = get_model(dev, models_dir)
+    t = time.perf_counter()
+    canon, _ = resample_to_canonical(img, float(card.input.get("spacing_mm", SPACING)), "linear", default_value=-1000.0)
+    vol = scale_hu(canon.array)
+    probs = predict_dense(net, vol, dev, column_box(canon, centroids), progress=SubProgress(progress, 0.4, 0.75),
+                          cancel=cancel)
+    seconds["classifier"] = round(time.perf_counter() - t, 3)
+    comps = patient_components(probs, canon.spacing)
+    out = []
+    for lab in [v for v in anatomy.ORDER if v in centroids]:
+        out.append(VertebraFracture(lab, centroids[lab], aggregate_vertebra(probs, canon, centroids[lab])))
+    if genant:
+        from SpineAILib.errors import InputError
+        from SpineAILib.fracture.genant import genant as grade
+        from SpineAILib.vertebra_body.predict import segment
+
+        t = time.perf_counter()
+        for k, v in enumerate(out):
+            check_cancel(cancel)
+            try:
+                r = segment(img, v.position_lps, "LPS", centroids, device, models_dir)
+                v.heights = r.heights
+            except InputError as exc:
+                v.note = f"body not segmented: {exc}"
+            if progress:
+                progress(0.75 + 0.25 * (k + 1) / len(out), "measuring vertebral bodies")
+        for k, v in enumerate(out):  # grade with the neighbours' posterior heights (crush)
+            if v.heights is None or min(v.heights.values()) <= 0:
+                continue
+            neigh = [out[j].heights["posterior"] for j in (k - 1, k + 1) if 0 <= j < len(out) and out[j].heights
+                     and np.linalg.norm(out[j].position_lps - v.position_lps) < 50.0]
+            v.genant = grade(v.heights["anterior"], v.heights["middle"], v.heights["posterior"], neigh or None)
+        seconds["genant"] = round(time.perf_counter() - t, 3)
+    seconds["total"] = round(time.perf_counter() - t0, 3)
+    return FractureResult(out, bool(comps), comps, warnings, seconds)

