@@ -323,3 +323,21 @@ def test_bad_inputs():
     nan[0, 0, 0] = np.nan
     with pytest.raises(InputError, match="NaN"):
         locate(Image(nan, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0)), device="cpu")
+
+
+def test_isotonic_fit_and_slice_consensus():
+    from SpineAILib.vertebrae.predict import isotonic_increasing, slice_consensus
+
+    np.testing.assert_allclose(isotonic_increasing(np.array([1.0, 3.0, 2.0, 4.0])), [1.0, 2.5, 2.5, 4.0])
+    np.testing.assert_allclose(isotonic_increasing(np.array([2.0, 1.0]), np.array([3.0, 1.0])), [1.75, 1.75])
+    prob = np.zeros((4, 3, 3), np.float32)
+    prob[:, 1, :] = 0.9  # three voxels per slice
+    index = np.zeros_like(prob)
+    # slices from feet (z = 0) to head (z = 3): true indices 4, 3, 2, 1 with one outlier voxel each
+    for z, v in enumerate((4.0, 3.0, 2.0, 1.0)):
+        index[z, 1, :] = (v, v, v + 5)
+    out = slice_consensus(prob, index)
+    np.testing.assert_allclose(out[:, 1, 0], [4.0, 3.0, 2.0, 1.0])  # medians, already ordered
+    assert not out[:, 0].any()
+    index[1, 1, :] = 5.0  # a slice out of order (5 above 4): pooled with its neighbour
+    np.testing.assert_allclose(slice_consensus(prob, index)[:2, 1, 0], [4.5, 4.5])

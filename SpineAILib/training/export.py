@@ -39,7 +39,10 @@ def _summary(run: Path, name: str) -> dict:
 def _publish(src: Path, card: ModelCard, models_dir: Path) -> Path:
     import torch
 
+    from SpineAILib.fracture import network as _f  # noqa: F401 - register the architectures
     from SpineAILib.networks import build_network
+    from SpineAILib.vertebra_body import networks as _b  # noqa: F401
+    from SpineAILib.vertebrae import networks as _v  # noqa: F401
 
     models_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(src, models_dir / card.weights)
@@ -65,7 +68,8 @@ def export_vertebrae(det_run: str, id_run: str, models_dir: Path, metrics: dict)
             name=f"vertebra_{stage}", task="vertebrae", architecture=arch, weights=f"vertebra_{stage}.pt", sha256="",
             architecture_kwargs=dict(kwargs),
             input={"spacing_mm": cfg.get("spacing", 2.0), "grid": "canonical axis-aligned LPS",
-                   **({"patch_zyx": [80, 64, 64], "border_zyx": [20, 16, 16]} if stage == "detection" else
+                   **({"patch_zyx": [80, 64, 64], "border_zyx": [20, 16, 16], "inference_patch_zyx": [160, 128, 128]}
+                      if stage == "detection" else
                       {"sample": "8 sagittal slices x 80 (AP) x 320 (SI)", "output_slice": 4})},
             intensity={"type": "HU/1000 clipped to [-1, 2]"},
             labels={"0": "background", "1": "vertebra"} if stage == "detection" else
@@ -100,7 +104,7 @@ def export_single(kind: str, run: str, models_dir: Path, metrics: dict) -> Path:
                               f"height loss 10-50 %, lytic/blastic lesions: {cfg.get('phantoms')} phantoms (seeds "
                               f"{cfg.get('phantom_seed')}+); no real CT (the real crops are for validation only)",
                       "steps": summ.get("steps"), "seconds": summ.get("seconds"), "batch": cfg.get("batch"),
-                      "train_crop_zyx": [48, 96, 96], "loss": "negative soft Dice",
+                      "train_crop_zyx": [32, 64, 64], "loss": "negative soft Dice + binary cross entropy",
                       "augmentation": "click translation up to 8/8/5 mm, resampling to random 1-2 mm and back, "
                                       "intensity scale/shift, left-right flips",
                       "optimizer": f"Adam one-cycle lr {cfg.get('lr')}", "seed": cfg.get("seed"),

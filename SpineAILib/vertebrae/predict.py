@@ -156,17 +156,66 @@ def identify(hu: np.ndarray, mask: np.ndarray, net, device, batch: int = 8, n_sl
     return out
 
 
+def isotonic_increasing(y: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
+    """Weighted least-squares non-decreasing fit of ``y`` (pool-adjacent-violators)."""
+    y = np.asarray(y, float)
+    w = np.ones_like(y) if w is None else np.asarray(w, float)
+    blocks: list[list[float]] = []  # [mean, weight, count]
+    for yi, wi in zip(y, w, strict=True):
+        blocks.append([yi, wi, 1])
+        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
+            m2, w2, c2 = blocks.pop()
+            m1, w1, c1 = blocks.pop()
+            blocks.append([(m1 * w1 + m2 * w2) / (w1 + w2), w1 + w2, c1 + c2])
+    return np.concatenate([np.full(int(c), m) for m, _, c in blocks]) if blocks else y
+
+
+def slice_consensus(prob: np.ndarray, index: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """Replace each detected voxel's index by its axial slice's consensus: the probability-
+    weighted median index of the slice's detected voxels, made non-decreasing from head to feet
+    (isotonic regression over the slices, weighted by their number of voxels).
+
+    The identification network's per-voxel values scatter by several vertebrae (the slices at the
+    edge of the column see little of it) while each axial slice of the column belongs to one
+    vertebra or disc; the head-to-feet order is anatomy. An option (``fuse(consensus=True)``),
+    not the default: on six held-out phantoms it lowered the localisation error (median 5.7 vs
+    7.9 mm) but also the identification rate (52 vs 62 %): where the network's index jumps, the
+    ordered fit skips vertebrae (docs/ct_tasks.md)."""
+    mask = prob > threshold
+    out = np.zeros(index.shape, np.float32)
+    zs = np.flatnonzero(mask.any(axis=(1, 2)))
+    if not len(zs):
+        return out
+    med, weight = [], []
+    for z in zs:
+        sel = mask[z]
+        v, pw = index[z][sel], prob[z][sel]
+        order = np.argsort(v)
+        cw = np.cumsum(pw[order])
+        med.append(float(v[order][np.searchsorted(cw, 0.5 * cw[-1])]))
+        weight.append(float(pw.sum()))
+    # array z grows towards the head (canonical LPS grid): head-to-feet = decreasing z
+    fitted = isotonic_increasing(np.array(med)[::-1], np.array(weight)[::-1])[::-1]
+    for z, val in zip(zs, fitted, strict=True):
+        out[z][mask[z]] = val
+    return out
+
+
 def fuse(prob: np.ndarray, index: np.ndarray, reference: Image, threshold: float = 0.5,
-         min_votes_mm3: float = 3000.0) -> tuple[dict[int, np.ndarray], dict[int, float], np.ndarray]:
+         min_votes_mm3: float = 3000.0, consensus: bool = False) -> tuple[dict[int, np.ndarray], dict[int, float],
+                                                                        np.ndarray]:
     """(centroids LPS, confidence, voted label map on the canonical grid).
 
-    A vertebra's confidence is the mean detection probability of its voters times how close
-    their index values lie to the integer label (1 = exactly on it, 0 = half-way to a neighbour).
+    ``consensus`` first replaces the per-voxel index by the ordered slice consensus
+    (:func:`slice_consensus`); without it, the paper's per-voxel rounding. A vertebra's
+    confidence is the mean detection probability of its voters times how close the network's
+    own index values lie to the label (1 = on it, 0 = half-way to a neighbour or beyond).
     """
     from SpineAILib.vertebrae.labels import vertebra_radius_mm
 
     mask = prob > threshold
-    lab = np.where(mask, np.clip(np.rint(index), 0, 26), 0).astype(np.uint8)
+    voted_index = slice_consensus(prob, index, threshold) if consensus else index
+    lab = np.where(mask, np.clip(np.rint(voted_index), 0, 26), 0).astype(np.uint8)
     lab[(lab == 27)] = 0
     voxel_mm3 = float(np.prod(reference.spacing))
     cents, conf = {}, {}

@@ -50,6 +50,7 @@ class VertebraeTrainConfig:
     threads: int = 0
     stage: str = "both"  # detection | identification | both
     workers: int = 1
+    init: str = ""  # start from these weights (a model .pt of the stage), e.g. to train longer
 
 
 def prepare_case(case, spacing: float) -> dict:
@@ -209,6 +210,9 @@ def train_stage(stage: str, cfg: VertebraeTrainConfig, cases, log=print) -> dict
     else:
         net = build_network("spineai.VertebraIdentification2D", **IDENTIFICATION_KWARGS)
         steps = cfg.id_steps
+    if cfg.init:
+        net.load_state_dict({k: v.float() for k, v in torch.load(cfg.init, map_location="cpu").items()})
+        log(f"{stage}: initialised from {cfg.init}")
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(steps, 1), pct_start=0.1)
     ckpt_path = out / f"{stage}_checkpoint.pt"
@@ -270,11 +274,12 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch default)")
     p.add_argument("--workers", type=int, default=1, help="processes preparing phantoms")
     p.add_argument("--stage", choices=("detection", "identification", "both"), default="both")
+    p.add_argument("--init", default="", help="initial weights (.pt of that stage), e.g. to continue training")
     a = p.parse_args(argv)
     cfg = VertebraeTrainConfig(output=a.output, data=a.data, phantoms=a.phantoms, phantom_seed=a.phantom_seed,
                                real_train=[s for s in a.real_train.split(",") if s], spacing=a.spacing,
                                det_steps=a.det_steps, id_steps=a.id_steps, id_batch=a.id_batch, lr=a.lr, seed=a.seed,
-                               threads=a.threads, stage=a.stage, workers=a.workers)
+                               threads=a.threads, stage=a.stage, workers=a.workers, init=a.init)
     import torch
 
     from SpineAILib.training import save_config
