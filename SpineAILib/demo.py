@@ -219,8 +219,9 @@ def run_demo(
         from SpineAILib.vertebra_body.metrics import dsc
         from SpineAILib.vertebra_body.scene import write_body_results
 
-        # Clicks where a user would click: the labelled centroids when labelling ran, else the phantom's.
-        cents = vert_pred.centroids if vert_pred is not None and vert_pred.found else ct.body_centers
+        # Clicks where a user would click (each body's centre) and names from the phantom's
+        # centroids, so this entry measures segmentation and grading on their own.
+        cents = ct.body_centers
         t5 = time.perf_counter()
         bodies = segment_many(ct.image, [cents[v] for v in sorted(cents)], "LPS", cents, device=device)
         seconds = time.perf_counter() - t5

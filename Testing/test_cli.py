@@ -46,6 +46,14 @@ def test_demo_writes_scene_png_report(demo_run):
     assert rt["metrics"]["vertebra_segment_min_dice"] == 1.0
     assert rt["metrics"]["cobb_angle_markup_deg"] == pytest.approx(rt["metrics"]["cobb_angle_phantom_deg"], abs=1e-6)
     assert isinstance(rt["seconds"], float)
+    # CT tasks on the phantom (T11-L4, L1 wedge 30 %, L3 crush 30 %)
+    assert report["tasks"]["vertebrae"]["metrics"]["found"]
+    bodies = report["tasks"]["vertebral_body"]["metrics"]
+    assert set(bodies) == {"T11", "T12", "L1", "L2", "L3", "L4"}
+    assert min(b["dice"] for b in bodies.values()) > 0.9
+    assert bodies["L1"]["genant"] in ("moderate", "severe") and bodies["L2"]["genant"] == "normal"
+    fx = report["tasks"]["fracture"]["metrics"]
+    assert fx["L1"]["probability"] > fx["L2"]["probability"]
 
 
 def test_demo_scene_loads_with_slicer_core(demo_run):
@@ -55,8 +63,12 @@ def test_demo_scene_loads_with_slicer_core(demo_run):
     _, out = demo_run
     scene = load_mrb(out / "spineai-demo.mrb")
     assert scene.GetNodesByClass("vtkMRMLScalarVolumeNode").GetNumberOfItems() == 3
-    # ground truth vertebrae + cervical region, and the predicted cervical region
-    assert scene.GetNodesByClass("vtkMRMLSegmentationNode").GetNumberOfItems() == 3
+    # ground truth vertebrae + cervical region; predicted cervical region, vertebra segments, bodies
+    assert scene.GetNodesByClass("vtkMRMLSegmentationNode").GetNumberOfItems() == 5
+    assert scene.GetFirstNodeByName("Predicted vertebra centroids").GetNumberOfControlPoints() > 0
+    assert scene.GetFirstNodeByName("Predicted vertebral body segments").GetSegmentation().GetNumberOfSegments() == 6
+    assert scene.GetFirstNodeByName("Predicted vertebral body measurements") is not None
+    assert scene.GetFirstNodeByName("Predicted fracture assessment") is not None
     assert scene.GetFirstNodeByName("Predicted Cobb landmarks").GetNumberOfControlPoints() == 68
     assert scene.GetFirstNodeByName("Predicted Cobb angles") is not None
     assert scene.GetFirstNodeByName("Predicted cervical localization") is not None

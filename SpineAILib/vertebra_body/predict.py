@@ -105,6 +105,35 @@ def region_at_click(prob: np.ndarray, threshold: float = 0.5, max_mm: float = 12
     return lab == lab[iz[c], iy[c], ix[c]]
 
 
+def cut_at_neighbours(region: np.ndarray, record, label: int | None, centroids: dict[int, np.ndarray] | None
+                      ) -> np.ndarray:
+    """With labelled centroids, remove from the crop-grid region everything beyond the planes
+    half-way to the neighbouring vertebrae's centroids (perpendicular to the line joining them):
+    where two bodies touch (a collapsed disc, a strongly curved column) the network's connected
+    region holds both, and the heights would be measured across them."""
+    if label is None or not centroids:
+        return region
+    order = [v for v in anatomy.ORDER if v in centroids]
+    if label not in order:
+        return region
+    i = order.index(label)
+    own = np.asarray(centroids[label], float)
+    idx = np.argwhere(region)
+    if not len(idx):
+        return region
+    pts = np.asarray(record.origin) + idx[:, ::-1] * record.spacing  # crop grid: identity direction
+    keep = np.ones(len(idx), bool)
+    for j in (i - 1, i + 1):
+        if 0 <= j < len(order):
+            other = np.asarray(centroids[order[j]], float)
+            if np.linalg.norm(other - own) > 80.0:  # not an adjacent level (a gap in the labels)
+                continue
+            keep &= (pts - 0.5 * (own + other)) @ (other - own) < 0
+    out = np.zeros_like(region)
+    out[tuple(idx[keep].T)] = True
+    return region_at_click(out.astype(np.float32), 0.5) if out.any() else out
+
+
 def name_for(point_lps: np.ndarray, centroids: dict[int, np.ndarray] | None, index: int) -> tuple[str, int | None]:
     if centroids:
         labs = list(centroids)
@@ -158,13 +187,13 @@ def segment(image: Image | str | os.PathLike, point, space: str = "RAS", centroi
         raise InputError(f"No bone within 5 mm of the point (RAS {lps_to_ras(p).round(1).tolist()} mm; highest value "
                          f"{float(near.max()):.0f} HU): click inside a vertebral body.")
     prob = predict_crop(crop.array, rec, net, dev)
-    region = region_at_click(prob)
+    name, label = name_for(p, centroids, index)
+    region = cut_at_neighbours(region_at_click(prob), rec, label, centroids)
     if region.sum() < 500:  # < 0.5 ml: nothing body-like at the click
         raise InputError(f"No vertebral body found at the point (RAS {lps_to_ras(p).round(1).tolist()} mm): click "
                          "inside the body of a vertebra (not a disc, rib or the posterior elements).")
     kept = np.where(region, prob, 0.0)
     mask = paste_back(kept, rec, img, "linear") >= 0.5
-    name, label = name_for(p, centroids, index)
     crop_mask = crop.with_array(region.astype(np.uint8))
     m = measure_heights(crop_mask, si_axis_from(label, centroids))
     heights = {k: m[f"{k}_height_mm"] for k in ("anterior", "middle", "posterior")}

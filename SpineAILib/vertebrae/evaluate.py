@@ -76,7 +76,8 @@ def evaluate_cases(cases, device: str = "auto", models_dir=None, log=print) -> d
         t = time.perf_counter()
         res = locate(case.image, device=device, models_dir=models_dir)
         secs = time.perf_counter() - t
-        ref = {k: v for k, v in case.centroids.items() if k not in case.partial and inside(case.image, v)}
+        ref = {k: case.centroids[k] for k in sorted(case.centroids, key=anatomy.ORDER.index)
+               if k not in case.partial and inside(case.image, case.centroids[k])}
         rows = match(res.centroids, ref)
         all_rows += rows
         s = summarize(rows)

@@ -180,7 +180,8 @@ def slice_consensus(prob: np.ndarray, index: np.ndarray, threshold: float = 0.5)
     vertebra or disc; the head-to-feet order is anatomy. An option (``fuse(consensus=True)``),
     not the default: on six held-out phantoms it lowered the localisation error (median 5.7 vs
     7.9 mm) but also the identification rate (52 vs 62 %): where the network's index jumps, the
-    ordered fit skips vertebrae (docs/ct_tasks.md)."""
+    ordered fit skips vertebrae (docs/ct_tasks.md; on nine phantoms 51.5 vs 60.2 %, median error
+    6.2 vs 9.4 mm)."""
     mask = prob > threshold
     out = np.zeros(index.shape, np.float32)
     zs = np.flatnonzero(mask.any(axis=(1, 2)))
@@ -202,8 +203,8 @@ def slice_consensus(prob: np.ndarray, index: np.ndarray, threshold: float = 0.5)
 
 
 def fuse(prob: np.ndarray, index: np.ndarray, reference: Image, threshold: float = 0.5,
-         min_votes_mm3: float = 3000.0, consensus: bool = False) -> tuple[dict[int, np.ndarray], dict[int, float],
-                                                                        np.ndarray]:
+         min_votes_mm3: float = 3000.0, consensus: bool = False
+         ) -> tuple[dict[int, np.ndarray], dict[int, float], np.ndarray]:
     """(centroids LPS, confidence, voted label map on the canonical grid).
 
     ``consensus`` first replaces the per-voxel index by the ordered slice consensus
