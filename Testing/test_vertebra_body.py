@@ -83,6 +83,22 @@ def test_click_channel_and_region_at_click():
     assert not region_at_click(prob3).any()
 
 
+def test_touching_bodies_are_cut_half_way_to_the_neighbours():
+    from SpineAILib.vertebra_body.crop import CropRecord
+    from SpineAILib.vertebra_body.predict import cut_at_neighbours
+
+    rec = CropRecord((0.0, 0.0, 0.0), (20, 20, 60), 1.0, (-10.0, -10.0, -30.0))  # z from -30 to 29 mm
+    region = np.zeros((60, 20, 20), bool)
+    region[:, 5:15, 5:15] = True  # one connected column through three "bodies"
+    cents = {20: np.array([0.0, 0.0, 24.0]), 21: np.array([0.0, 0.0, 0.0]), 22: np.array([0.0, 0.0, -20.0])}
+    cut = cut_at_neighbours(region, rec, 21, cents)
+    z = np.flatnonzero(cut.any(axis=(1, 2))) - 30  # mm
+    assert z.min() == -9 and z.max() == 11  # planes at -10 and +12 mm (exclusive)
+    assert cut_at_neighbours(region, rec, None, cents) is region  # unnamed body: unchanged
+    far = {21: cents[21], 22: np.array([0.0, 0.0, -200.0])}  # not adjacent: no cut below
+    assert np.flatnonzero(cut_at_neighbours(region, rec, 21, far).any(axis=(1, 2))).min() == 0
+
+
 def test_fracture_targets_are_flattened_ellipsoids():
     from SpineAILib.fracture.data import body_ellipsoids
     from SpineAILib.phantoms.ct_spine import vertebra_dimensions

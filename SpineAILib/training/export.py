@@ -25,15 +25,17 @@ PHANTOM_NOTE = ("SYNTHETIC CT phantoms (SpineAILib.phantoms.ct_spine_phantom: bo
 
 
 def _config(run: Path, name: str) -> dict:
-    for cand in (run / name, run / "config.json"):
+    for cand in (run / name, run / "config_both.json", run / "config.json"):
         if cand.is_file():
             return json.loads(cand.read_text(encoding="utf-8"))
     return {}
 
 
 def _summary(run: Path, name: str) -> dict:
-    p = run / name
-    return json.loads(p.read_text(encoding="utf-8")) if p.is_file() else {}
+    for p in (run / name, run / "summary_both.json"):  # a run of one stage, or of both
+        if p.is_file():
+            return json.loads(p.read_text(encoding="utf-8"))
+    return {}
 
 
 def _publish(src: Path, card: ModelCard, models_dir: Path) -> Path:
@@ -102,7 +104,12 @@ def export_single(kind: str, run: str, models_dir: Path, metrics: dict) -> Path:
             intensity={"type": "HU/1000 clipped to [-1, 2]"}, labels={"1": "vertebral body at the click"},
             training={"data": f"{PHANTOM_NOTE}; bodies with random size (x0.85-1.15), wedge/biconcave/crush "
                               f"height loss 10-50 %, lytic/blastic lesions: {cfg.get('phantoms')} phantoms (seeds "
-                              f"{cfg.get('phantom_seed')}+); no real CT (the real crops are for validation only)",
+                              f"{cfg.get('phantom_seed')}+); "
+                              + (f"then fine-tuned ({cfg.get('steps')} steps, half the samples) on real CT with "
+                                 f"crude pseudo-label bodies (anterior 45 % of TotalSegmentator vertebra masks): "
+                                 f"{', '.join(cfg['real_train'])}; " if cfg.get("real_train") else "")
+                              + "the real crops with expert masks (tptbox_crop, spinefe_l2_crop) are for validation "
+                                "only",
                       "steps": summ.get("steps"), "seconds": summ.get("seconds"), "batch": cfg.get("batch"),
                       "train_crop_zyx": [32, 64, 64], "loss": "negative soft Dice + binary cross entropy",
                       "augmentation": "click translation up to 8/8/5 mm, resampling to random 1-2 mm and back, "
@@ -110,6 +117,10 @@ def export_single(kind: str, run: str, models_dir: Path, metrics: dict) -> Path:
                       "optimizer": f"Adam one-cycle lr {cfg.get('lr')}", "seed": cfg.get("seed"),
                       "hardware": "2-core CPU", "split": "held-out phantoms use seeds 6000+"},
             metrics=metrics, description="Click-to-segment vertebral body 3D U-Net (after Klein et al.).")
+        if cfg.get("init"):  # a fine-tuning run: say what it started from
+            base = _config(Path(cfg["init"]).parent.parent, "config.json")
+            card.training["initialised_from"] = {"weights": cfg["init"], "steps": base.get("steps"),
+                                                 "batch": base.get("batch"), "lr": base.get("lr")}
         return _publish(run_p / "models" / "vertebral_body.pt", card, models_dir)
     card = ModelCard(
         name="fracture_classifier", task="fracture", architecture="spineai.DualPathway3D",

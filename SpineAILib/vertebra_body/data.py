@@ -92,3 +92,46 @@ def real_body_cases(data_root: str | os.PathLike) -> list[BodyCase]:
 # and top (endplate/disc regions, ~0 HU), left out. (The file's AP axis appears flipped: its
 # posterior elements lie at more negative LPS y than the body.)
 SPINEFE_BODY_LABELS = (1, 2)
+
+
+def pseudo_body_arrays(image: Image, vertebra_mask: Image, mapping: dict[int, int] | None = None,
+                       anterior_fraction: float = 0.45, margin_mm: float = 70.0) -> dict:
+    """Training arrays from a real CT with a whole-vertebra label map (e.g. TotalSegmentator
+    pseudo labels): on a 1 mm canonical grid around the column, each vertebra's anterior
+    ``anterior_fraction`` of its AP extent as a (crude) body mask. Vertebrae cut by the field of
+    view are left out. Returns the dict the training script caches (hu, bodies, labels, centers_zyx)."""
+    from SpineAILib.preprocessing import resample_to_canonical
+
+    lab = vertebra_mask.as_3d().array
+    if mapping:
+        lab = _map(lab, mapping)
+    fg = np.argwhere(lab > 0)[:, ::-1].astype(float)
+    pts = vertebra_mask.as_3d().index_to_physical(fg)
+    lo, hi = pts.min(0) - margin_mm, pts.max(0) + margin_mm
+    img, _ = resample_to_canonical(image, 1.0, "linear", default_value=-1000.0)
+    m, _ = resample_to_canonical(vertebra_mask.with_array(lab.astype(np.int16)), 1.0, "nearest", default_value=0)
+    a = np.clip(np.floor(img.physical_to_index(lo)), 0, np.array(img.size) - 1).astype(int)[::-1]
+    b = np.clip(np.ceil(img.physical_to_index(hi)) + 1, 1, np.array(img.size)).astype(int)[::-1]
+    sl = tuple(slice(int(x), int(y)) for x, y in zip(a, b, strict=True))
+    hu, vm = img.array[sl], m.array[sl]
+    bodies = np.zeros(vm.shape, np.uint8)
+    labels, centers = [], []
+    shape = np.array(vm.shape)
+    for v in (int(x) for x in np.unique(vm) if x):
+        idx = np.argwhere(vm == v)
+        if v not in anatomy.VERTEBRAE or (idx.min(0) == 0).any() or (idx.max(0) == shape - 1).any():
+            continue
+        y = idx[:, 1]  # canonical grid: array axis 1 = LPS y (anterior = small)
+        body = idx[y <= y.min() + anterior_fraction * (y.max() - y.min())]
+        bodies[tuple(body.T)] = v
+        labels.append(v)
+        centers.append(body.mean(0))
+    return {"hu": np.clip(hu, -1024, 3071).astype(np.int16), "bodies": bodies, "labels": np.array(labels),
+            "centers_zyx": np.array(centers).reshape(-1, 3)}
+
+
+def _map(arr: np.ndarray, mapping: dict[int, int]) -> np.ndarray:
+    out = np.zeros(arr.shape, np.int16)
+    for s, d in mapping.items():
+        out[arr == s] = d
+    return out

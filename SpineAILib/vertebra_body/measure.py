@@ -49,8 +49,11 @@ def measure_heights(mask: Image, si_axis: np.ndarray | None = None, step_mm: flo
     The AP positions are taken relative to the middle of the body's AP extent (not its centre
     of mass, which a wedge shifts backwards)."""
     m = mask.as_3d()
-    arr = m.array > 0
-    c, si, ap, _ = body_axes(m, si_axis)
+    # A probability map (float in [0, 1]) is measured with linear interpolation (sub-voxel
+    # heights); a label mask with nearest-voxel lookup.
+    prob = m.array.astype(np.float32) if np.issubdtype(m.array.dtype, np.floating) else None
+    arr = m.array > 0.5 if prob is not None else m.array > 0
+    c, si, ap, _ = body_axes(m.with_array(arr.astype(np.uint8)), si_axis)
     pts = m.index_to_physical(np.argwhere(arr)[:, ::-1].astype(float))
     proj = (pts - c) @ ap
     half_depth = 0.5 * float(np.ptp(proj))
@@ -62,9 +65,16 @@ def measure_heights(mask: Image, si_axis: np.ndarray | None = None, step_mm: flo
     for key, frac in MEASURE_AT.items():
         base = c + frac * half_depth * ap
         line = base + t[:, None] * si
-        ijk = np.round(m.physical_to_index(line)).astype(int)
-        ok = np.all((ijk >= 0) & (ijk < shape), axis=1)
-        inside = np.zeros(len(t), bool)
-        inside[ok] = arr[ijk[ok, 2], ijk[ok, 1], ijk[ok, 0]]
+        if prob is not None:  # sub-voxel: the probability interpolated linearly along the line
+            from scipy import ndimage
+
+            ijk_f = m.physical_to_index(line)
+            vals = ndimage.map_coordinates(prob, [ijk_f[:, 2], ijk_f[:, 1], ijk_f[:, 0]], order=1, cval=0.0)
+            inside = vals >= 0.5
+        else:
+            ijk = np.round(m.physical_to_index(line)).astype(int)
+            ok = np.all((ijk >= 0) & (ijk < shape), axis=1)
+            inside = np.zeros(len(t), bool)
+            inside[ok] = arr[ijk[ok, 2], ijk[ok, 1], ijk[ok, 0]]
         out[f"{key}_height_mm"] = float(inside.sum() * step_mm)
     return out

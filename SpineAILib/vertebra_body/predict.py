@@ -194,8 +194,8 @@ def segment(image: Image | str | os.PathLike, point, space: str = "RAS", centroi
                          "inside the body of a vertebra (not a disc, rib or the posterior elements).")
     kept = np.where(region, prob, 0.0)
     mask = paste_back(kept, rec, img, "linear") >= 0.5
-    crop_mask = crop.with_array(region.astype(np.uint8))
-    m = measure_heights(crop_mask, si_axis_from(label, centroids))
+    # heights from the probability inside the region (sub-voxel), volume from the voxels
+    m = measure_heights(crop.with_array(kept.astype(np.float32)), si_axis_from(label, centroids))
     heights = {k: m[f"{k}_height_mm"] for k in ("anterior", "middle", "posterior")}
     warnings = []
     g = None

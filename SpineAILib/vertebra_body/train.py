@@ -41,6 +41,9 @@ class BodyTrainConfig:
     seed: int = 0
     threads: int = 0
     bce_weight: float = 1.0  # 0 = the paper's Dice-only loss
+    real_train: tuple[str, ...] = ()  # $SPINEAI_DATA/ct samples with whole-vertebra pseudo labels
+    real_fraction: float = 0.5  # share of samples drawn from them
+    init: str = ""  # start from these weights (fine-tuning)
 
 
 def _phantom_arrays(seed: int, cache: Path) -> dict:
@@ -66,6 +69,25 @@ def _crop(arr, centre_zyx, size, fill):
     if all(sl.stop > sl.start for sl in src):
         out[dst] = arr[src]
     return out
+
+
+def _real_arrays(name: str, cache: Path) -> dict:
+    """Pseudo-label body arrays of a real sample (see ``data.pseudo_body_arrays``), cached."""
+    import os
+
+    p = cache / f"real_{name}.npz"
+    if not p.is_file():
+        from SpineAILib.io import read_image
+        from SpineAILib.vertebra_body.data import pseudo_body_arrays
+        from SpineAILib.vertebrae.data import TOTALSEG_TO_VERSE
+
+        root = Path(os.environ.get("SPINEAI_DATA", str(Path(__file__).resolve().parents[2].parent / "shared" / "data")))
+        d = root / "ct" / name
+        mask = next(f for f in ("vertebrae_pseudo.nii.gz", "structures_pseudo.nii.gz") if (d / f).is_file())
+        np.savez_compressed(p, **pseudo_body_arrays(read_image(d / "ct.nii.gz"), read_image(d / mask),
+                                                    TOTALSEG_TO_VERSE))
+    with np.load(p) as z:
+        return {k: z[k] for k in z.files}
 
 
 def degrade_resolution(x: np.ndarray, spacing_mm) -> np.ndarray:
@@ -136,9 +158,16 @@ def train(cfg: BodyTrainConfig, log=print) -> dict:
     t0 = time.time()
     cases = [_phantom_arrays(cfg.phantom_seed + i, out / "cache") for i in range(cfg.phantoms)]
     log(f"{len(cases)} phantoms ready ({time.time() - t0:.0f} s), {sum(len(c['labels']) for c in cases)} bodies")
+    real = [_real_arrays(name, out / "cache") for name in cfg.real_train]
+    if real:
+        n_real = sum(len(c["labels"]) for c in real)
+        log(f"real CT with pseudo-label bodies: {', '.join(cfg.real_train)} ({n_real} bodies)")
     seed_everything(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     net = build_network("spineai.BodySegmentation3D", **BODY_KWARGS)
+    if cfg.init:
+        net.load_state_dict({k: v.float() for k, v in torch.load(cfg.init, map_location="cpu").items()})
+        log(f"initialised from {cfg.init}")
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(cfg.steps, 1), pct_start=0.1)
     start = 0
@@ -154,7 +183,7 @@ def train(cfg: BodyTrainConfig, log=print) -> dict:
     net.train()
     running, t1 = [], time.time()
     for step in range(start, cfg.steps):
-        x, y = body_batch(cases, rng, cfg)
+        x, y = body_batch(real if real and rng.random() < cfg.real_fraction else cases, rng, cfg)
         logits = net(torch.as_tensor(x))
         loss = body_loss(logits, torch.as_tensor(y), cfg.bce_weight)
         opt.zero_grad()
@@ -189,13 +218,18 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--bce-weight", type=float, default=1.0, help="weight of the cross-entropy term (0: Dice only)")
+    p.add_argument("--real-train", default="", help="comma-separated $SPINEAI_DATA/ct samples with pseudo labels")
+    p.add_argument("--real-fraction", type=float, default=0.5)
+    p.add_argument("--init", default="", help="initial weights (.pt), e.g. to fine-tune")
     a = p.parse_args(argv)
     import torch
 
     if a.threads:
         torch.set_num_threads(a.threads)
     train(BodyTrainConfig(output=a.output, phantoms=a.phantoms, phantom_seed=a.phantom_seed, steps=a.steps,
-                          batch=a.batch, lr=a.lr, seed=a.seed, threads=a.threads, bce_weight=a.bce_weight))
+                          batch=a.batch, lr=a.lr, seed=a.seed, threads=a.threads, bce_weight=a.bce_weight,
+                          real_train=tuple(x for x in a.real_train.split(",") if x), real_fraction=a.real_fraction,
+                          init=a.init))
     return 0
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -148,7 +149,9 @@ def identify(hu: np.ndarray, mask: np.ndarray, net, device, batch: int = 8, n_sl
             group = xs[i:i + batch]
             xb = np.stack([pad_x[:, :, x: x + n_slices].transpose(2, 1, 0) for x in group])  # (N, 8, y, z)
             xb = np.pad(xb, ((0, 0), (0, 0), (0, ry), (0, rz)), constant_values=-1.0)
-            pred = net(torch.as_tensor(xb).to(device)).float()[:, 0, :ny, :nz].cpu().numpy()
+            with warnings.catch_warnings():  # "same" padding of the even 5 x 20 kernel copies the input: intended
+                warnings.filterwarnings("ignore", message="Using padding='same' with even kernel")
+                pred = net(torch.as_tensor(xb).to(device)).float()[:, 0, :ny, :nz].cpu().numpy()
             for x, pr in zip(group, pred, strict=True):
                 out[:, :, x] = pr.T
             if progress:

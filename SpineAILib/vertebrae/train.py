@@ -244,7 +244,7 @@ def train_stage(stage: str, cfg: VertebraeTrainConfig, cases, log=print) -> dict
         loss.backward()
         opt.step()
         sched.step()
-        running.append(float(loss))
+        running.append(float(loss.detach()))
         if (step + 1) % 25 == 0 or step + 1 == steps:
             tlog.write(step=step + 1, loss=float(np.mean(running)), seconds=round(time.time() - t0, 1))
             running = []

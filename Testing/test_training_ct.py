@@ -1,0 +1,48 @@
+"""The CT training scripts run end to end on tiny budgets (one or two steps) and write weights a
+model card can be built from: vertebrae from a VerSe-layout folder, vertebral body, fracture."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from SpineAILib.io import write_image
+from SpineAILib.models import load_model
+
+
+@pytest.mark.slow
+def test_vertebrae_training_from_a_verse_folder_and_export(tmp_path):
+    from SpineAILib.phantoms import CTPhantomConfig, ct_spine_phantom
+    from SpineAILib.training.export import export_vertebrae
+    from SpineAILib.vertebrae.formats import write_verse_centroids
+    from SpineAILib.vertebrae.train import main
+
+    ph = ct_spine_phantom(CTPhantomConfig(first="L1", last="L4", spacing=(2.0, 2.0, 2.0), ribs=False))
+    sub = tmp_path / "verse" / "sub-x"
+    sub.mkdir(parents=True)
+    write_image(ph.image, sub / "sub-x_ct.nii.gz")
+    write_verse_centroids(sub / "sub-x_seg-subreg_ctd.json", ph.body_centers, ph.image)
+    out = tmp_path / "run"
+    assert main(["--output", str(out), "--data", str(tmp_path / "verse"), "--phantoms", "0", "--det-steps", "2",
+                 "--id-steps", "2", "--id-batch", "2"]) == 0
+    cached = np.load(out / "cache" / "real_sub-x.npz")
+    assert set(np.unique(cached["dense"])) == {0, 20, 21, 22, 23}  # dense labels from the VerSe centroids
+    models = tmp_path / "models"
+    export_vertebrae(str(out), str(out), models, {"note": "smoke test"})
+    net, card = load_model("vertebra_identification", "cpu", models)
+    assert card.input["spacing_mm"] == 2.0 and card.training["steps"] == 2
+    assert "none" not in card.training["data"].split("VerSe folders:")[1]
+
+
+@pytest.mark.slow
+def test_body_and_fracture_training_smoke(tmp_path):
+    from SpineAILib.fracture.train import main as fracture_main
+    from SpineAILib.training.export import export_single
+    from SpineAILib.vertebra_body.train import main as body_main
+
+    assert body_main(["--output", str(tmp_path / "vb"), "--phantoms", "1", "--steps", "2", "--batch", "1"]) == 0
+    assert fracture_main(["--output", str(tmp_path / "fx"), "--phantoms", "1", "--steps", "2", "--batch", "3"]) == 0
+    for kind, run, name in (("vertebral-body", "vb", "vertebral_body"), ("fracture", "fx", "fracture_classifier")):
+        export_single(kind, str(tmp_path / run), tmp_path / "models", {})
+        net, card = load_model(name, "cpu", tmp_path / "models")
+        assert card.training["steps"] == 2 and card.sha256
