@@ -356,7 +356,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # "--point -12.5,40,300": argparse would take the negative number for an option; bind it.
+    for i in range(len(argv) - 1):
+        if argv[i] == "--point" and argv[i + 1].startswith("-"):
+            argv[i], argv[i + 1] = f"--point={argv[i + 1]}", ""
+    args = parser.parse_args([a for a in argv if a != ""])
     if not args.command:
         parser.print_help()
         return EXIT_INPUT

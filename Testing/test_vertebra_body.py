@@ -36,6 +36,12 @@ def test_crop_centre_is_the_click_and_paste_back_restores_the_mask(oblique_direc
     assert abs(cmask.sum() - 4 / 3 * np.pi * 15 ** 3) / (4 / 3 * np.pi * 15 ** 3) < 0.05
     back = paste_back(cmask.astype(np.float32), rec, img) >= 0.5
     assert dsc(back, inside) > 0.95
+    box_values, box = paste_back(cmask.astype(np.float32), rec, img, return_box=True)
+    full = paste_back(cmask.astype(np.float32), rec, img)
+    np.testing.assert_array_equal(full[box], box_values)  # only the crop's box is resampled
+    outside_box = np.ones(full.shape, bool)
+    outside_box[box] = False
+    assert not full[outside_box].any() and box_values.size < full.size
     # a crop full of ones comes back as ones inside the crop's physical box and zeros outside
     ones = paste_back(np.ones(crop.array.shape, np.float32), rec, img)
     kk, jj, ii = np.meshgrid(*(np.arange(n) for n in img.array.shape), indexing="ij")

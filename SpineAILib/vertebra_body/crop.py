@@ -68,20 +68,39 @@ def crop_around(image: Image, point_lps, size_xyz=CROP_SIZE_XYZ, spacing: float 
 
 
 def paste_back(crop_values: np.ndarray, record: CropRecord, reference: Image,
-               interpolator: str = "linear") -> np.ndarray:
-    """Values on the crop grid -> ``reference``'s grid (0 outside the crop). Returns float32."""
+               interpolator: str = "linear", return_box: bool = False):
+    """Values on the crop grid -> ``reference``'s grid (0 outside the crop), float32.
+
+    Only the reference voxels inside the crop's physical box are resampled (a click on a
+    512 x 512 x 400 CT touches about 1 % of it). With ``return_box`` returns (values of that
+    box, its array slices (z, y, x)) instead of the whole grid."""
     import SimpleITK as sitk
 
     from SpineAILib.preprocessing.resample import _sitk_interp
 
     ref = reference.as_3d()
-    src = record.grid(np.asarray(crop_values, np.float32)).to_sitk()
-    target = sitk.Image([int(s) for s in ref.size], sitk.sitkFloat32)
-    target.SetSpacing(tuple(float(s) for s in ref.spacing))
-    target.SetOrigin(tuple(float(o) for o in ref.origin))
-    target.SetDirection(tuple(float(d) for d in ref.direction.ravel()))
-    out = sitk.Resample(src, target, sitk.Transform(), _sitk_interp(interpolator), 0.0, sitk.sitkFloat32)
-    return sitk.GetArrayFromImage(out)
+    size = np.array(record.size_xyz)
+    corners = np.array([[i, j, k] for i in (-0.5, size[0] - 0.5) for j in (-0.5, size[1] - 0.5)
+                        for k in (-0.5, size[2] - 0.5)]) * record.spacing + np.asarray(record.origin)
+    idx = ref.physical_to_index(corners)
+    lo = np.clip(np.floor(idx.min(0)).astype(int), 0, np.array(ref.size))
+    hi = np.clip(np.ceil(idx.max(0)).astype(int) + 1, 0, np.array(ref.size))
+    sl = tuple(slice(int(lo[a]), int(hi[a])) for a in (2, 1, 0))
+    sub_size = hi - lo
+    values = np.zeros(tuple(sub_size[::-1]), np.float32)
+    if np.all(sub_size > 0):
+        src = record.grid(np.asarray(crop_values, np.float32)).to_sitk()
+        target = sitk.Image([int(s) for s in sub_size], sitk.sitkFloat32)
+        target.SetSpacing(tuple(float(s) for s in ref.spacing))
+        target.SetOrigin(tuple(float(o) for o in ref.index_to_physical(lo.astype(float))))
+        target.SetDirection(tuple(float(d) for d in ref.direction.ravel()))
+        out = sitk.Resample(src, target, sitk.Transform(), _sitk_interp(interpolator), 0.0, sitk.sitkFloat32)
+        values = sitk.GetArrayFromImage(out)
+    if return_box:
+        return values, sl
+    full = np.zeros(ref.array.shape, np.float32)
+    full[sl] = values
+    return full
 
 
 def click_channel(record: CropRecord, sigma_mm: float = 10.0) -> np.ndarray:

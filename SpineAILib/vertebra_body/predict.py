@@ -193,7 +193,9 @@ def segment(image: Image | str | os.PathLike, point, space: str = "RAS", centroi
         raise InputError(f"No vertebral body found at the point (RAS {lps_to_ras(p).round(1).tolist()} mm): click "
                          "inside the body of a vertebra (not a disc, rib or the posterior elements).")
     kept = np.where(region, prob, 0.0)
-    mask = paste_back(kept, rec, img, "linear") >= 0.5
+    box_values, box = paste_back(kept, rec, img, "linear", return_box=True)
+    mask = np.zeros(img.array.shape, bool)
+    mask[box] = box_values >= 0.5
     # heights from the probability inside the region (sub-voxel), volume from the voxels
     m = measure_heights(crop.with_array(kept.astype(np.float32)), si_axis_from(label, centroids))
     heights = {k: m[f"{k}_height_mm"] for k in ("anterior", "middle", "posterior")}
@@ -207,7 +209,8 @@ def segment(image: Image | str | os.PathLike, point, space: str = "RAS", centroi
                 if region.take(0, axis="zyx".index(ax)).any() or region.take(s - 1, axis="zyx".index(ax)).any()]
     if touching:
         warnings.append(f"The segment reaches the crop border ({', '.join(touching)}): it may include a neighbour.")
-    mean_hu = float(img.array[mask].mean()) if mask.any() else float(np.mean(crop.array[region]))
+    inside = box_values >= 0.5
+    mean_hu = float(img.array[box][inside].mean()) if inside.any() else float(np.mean(crop.array[region]))
     return BodyResult(name, label, p, mask, float(m["volume_ml"]), mean_hu, heights, g,
                       float(prob[region].mean()), warnings, round(time.perf_counter() - t0, 3))
 
