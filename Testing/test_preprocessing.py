@@ -104,3 +104,13 @@ def test_check_image_bad_inputs(random_volume):
     assert check_image(one_slice, "Cobb angles", ndim=2).is_2d
     with pytest.raises(InputError, match="expects a 3D volume"):
         check_image(one_slice, "Vertebra labelling", ndim=3)
+
+
+def test_crop_with_fill_pads_outside_the_array():
+    from SpineAILib.preprocessing import crop_with_fill
+
+    a = np.arange(12, dtype=np.int16).reshape(3, 4)
+    out = crop_with_fill(a, (-1, 2), (3, 3), -5)
+    np.testing.assert_array_equal(out, [[-5, -5, -5], [2, 3, -5], [6, 7, -5]])
+    assert out.dtype == np.int16
+    assert (crop_with_fill(a, (10, 10), (2, 2), 0) == 0).all()  # entirely outside

@@ -96,7 +96,7 @@ def train_variant(variant: str, train: list[Sample], test: list[Sample], cfg: Ce
     import torch
 
     from SpineAILib.device import resolve_device, set_cpu_threads
-    from SpineAILib.training import TrainingLog, seed_everything
+    from SpineAILib.training import TrainingLog, save_fp16_weights, seed_everything
 
     seed_everything(cfg.seed)
     dev = resolve_device(cfg.device)
@@ -129,8 +129,7 @@ def train_variant(variant: str, train: list[Sample], test: list[Sample], cfg: Ce
     train_seconds = time.perf_counter() - t0
     probs = predict_maps(net, np.stack([s.canvas for s in test]), dev)
     metrics = evaluate_samples(probs, test)
-    torch.save({k: v.half() if v.is_floating_point() else v for k, v in net.state_dict().items()},
-               out / f"{variant}_fp16.pt")
+    save_fp16_weights(net.state_dict(), out / f"{variant}_fp16.pt")
     return {"variant": variant, "parameters": count_parameters(net), "train_seconds": train_seconds,
             "steps": cfg.steps, "metrics": metrics}
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from SpineAILib.cobb.predict import MODEL_NAME
 from SpineAILib.models import ModelCard, default_models_dir, write_card
-from SpineAILib.training import git_commit
+from SpineAILib.training import git_commit, save_fp16_weights
 
 
 def export(run: str, data: str, models_dir: str | None = None, name: str = MODEL_NAME,
@@ -38,7 +38,7 @@ def export(run: str, data: str, models_dir: str | None = None, name: str = MODEL
         import torch
 
         state = torch.load(run_dir / "last.pt", map_location="cpu", weights_only=False)["model"]
-        torch.save({k: v.half() if v.is_floating_point() else v for k, v in state.items()}, run_dir / "last_fp16.pt")
+        save_fp16_weights(state, run_dir / "last_fp16.pt")
     shutil.copyfile(run_dir / f"{weights}_fp16.pt", out / f"{name}.pt")
     card = ModelCard(
         name=name, task="cobb", architecture="spineai.CobbLandmarkNet", weights=f"{name}.pt", sha256="",

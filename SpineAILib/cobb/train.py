@@ -221,7 +221,14 @@ def train(cfg: CobbTrainConfig) -> dict:
     import torch
 
     from SpineAILib.device import autocast, describe_device, resolve_device, set_cpu_threads
-    from SpineAILib.training import TrainingLog, load_checkpoint, save_checkpoint, save_config, seed_everything
+    from SpineAILib.training import (
+        TrainingLog,
+        load_checkpoint,
+        save_checkpoint,
+        save_config,
+        save_fp16_weights,
+        seed_everything,
+    )
 
     seed_everything(cfg.seed)
     out = Path(cfg.output)
@@ -292,8 +299,7 @@ def train(cfg: CobbTrainConfig) -> dict:
             row.update(metrics)
             if metrics["smape"] < best["smape"]:
                 best = {**metrics, "epoch": epoch}
-                torch.save({k: v.half() if v.is_floating_point() else v for k, v in net.state_dict().items()},
-                           out / "best_fp16.pt")
+                save_fp16_weights(net.state_dict(), out / "best_fp16.pt")
         row["seconds"] = time.perf_counter() - t0
         log.write(**row)
         save_checkpoint(out / "last.pt", model=net.state_dict(), optimizer=opt.state_dict(), epoch=epoch,

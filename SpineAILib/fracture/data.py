@@ -56,21 +56,15 @@ def pathway_inputs(vol: np.ndarray, centre_zyx, out_size: int, fill: float = -1.
     import torch
     import torch.nn.functional as F
 
+    from SpineAILib.preprocessing.patches import crop_with_fill
+
+    vol = np.asarray(vol, np.float32)
     start = np.asarray(centre_zyx, int) - out_size // 2
-    normal = _crop(vol, start - MARGIN, (out_size + 2 * MARGIN,) * 3, fill)
+    normal = crop_with_fill(vol, start - MARGIN, (out_size + 2 * MARGIN,) * 3, fill)
     low_size = out_size // 3 + 2 * MARGIN
-    big = _crop(vol, start - 3 * MARGIN, (3 * low_size,) * 3, fill)
+    big = crop_with_fill(vol, start - 3 * MARGIN, (3 * low_size,) * 3, fill)
     low = F.avg_pool3d(torch.as_tensor(big)[None, None], 3)[0, 0].numpy()
     return normal, low
-
-
-def _crop(arr, start, size, fill):
-    out = np.full(size, fill, np.float32)
-    src = tuple(slice(max(0, s), min(n, s + k)) for s, k, n in zip(start, size, arr.shape, strict=True))
-    dst = tuple(slice(sl.start - s, sl.stop - s) for sl, s in zip(src, start, strict=True))
-    if all(sl.stop > sl.start for sl in src):
-        out[dst] = arr[src]
-    return out
 
 
 def predict_dense(net, vol: np.ndarray, device, box: tuple[slice, slice, slice] | None = None, tile: int = TILE,

@@ -117,7 +117,14 @@ def train(cfg: FractureTrainConfig, log=print) -> dict:
 
     from SpineAILib.fracture import network as _register  # noqa: F401
     from SpineAILib.networks import build_network
-    from SpineAILib.training import TrainingLog, load_checkpoint, save_checkpoint, save_config, seed_everything
+    from SpineAILib.training import (
+        TrainingLog,
+        load_checkpoint,
+        save_checkpoint,
+        save_config,
+        save_fp16_weights,
+        seed_everything,
+    )
 
     out = Path(cfg.output)
     (out / "cache").mkdir(parents=True, exist_ok=True)
@@ -155,8 +162,7 @@ def train(cfg: FractureTrainConfig, log=print) -> dict:
         if (step + 1) % 250 == 0 or step + 1 == cfg.steps:
             save_checkpoint(out / "checkpoint.pt", model=net.state_dict(), optimizer=opt.state_dict(), step=step + 1)
     (out / "models").mkdir(exist_ok=True)
-    torch.save({k: (v.half() if v.is_floating_point() else v) for k, v in net.state_dict().items()},
-               out / "models" / "fracture_classifier.pt")
+    save_fp16_weights(net.state_dict(), out / "models" / "fracture_classifier.pt")
     summary = {"config": asdict(cfg), "steps": cfg.steps, "seconds": round(time.time() - t1, 1),
                "class_voxels": counts.tolist()}
     (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")

@@ -216,3 +216,11 @@ class Image:
             np.asarray(img.GetDirection()).reshape(nd, nd),
             dict(meta or {}),
         )
+
+
+def point_inside(image: Image, point_lps, margin_voxels: float = 0.0) -> bool:
+    """Whether a physical point (LPS mm) lies inside the image's voxels (their outer faces),
+    at least ``margin_voxels`` from the border."""
+    img = image.as_3d()
+    idx = img.physical_to_index(np.asarray(point_lps, float))
+    return bool(np.all(idx >= -0.5 + margin_voxels) and np.all(idx <= np.array(img.size) - 0.5 - margin_voxels))

@@ -6,5 +6,6 @@ from SpineAILib.training.common import (  # noqa: F401
     load_checkpoint,
     save_checkpoint,
     save_config,
+    save_fp16_weights,
     seed_everything,
 )

@@ -50,6 +50,16 @@ def save_checkpoint(path: str | Path, **state: Any) -> None:
     tmp.replace(p)  # atomic: a killed run never leaves a half-written checkpoint
 
 
+def save_fp16_weights(state_dict: dict, path: str | Path) -> Path:
+    """Save a state dict with floating-point tensors in fp16 (the shipped weights format;
+    :func:`SpineAILib.models.load_model` loads them back as fp32)."""
+    import torch
+
+    p = Path(path)
+    torch.save({k: v.half() if v.is_floating_point() else v for k, v in state_dict.items()}, p)
+    return p
+
+
 def load_checkpoint(path: str | Path) -> dict | None:
     import torch
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from SpineAILib.errors import InputError
-from SpineAILib.io.image import Image
+from SpineAILib.io.image import Image, point_inside
 
 CROP_SIZE_XYZ = (128, 128, 64)  # voxels at CROP_SPACING: x (right-left), y (AP), z (SI)
 CROP_SPACING = 1.0
@@ -30,12 +30,6 @@ class CropRecord:
     def grid(self, array: np.ndarray | None = None) -> Image:
         arr = np.zeros(self.size_xyz[::-1], np.float32) if array is None else array
         return Image(arr, (self.spacing,) * 3, self.origin, np.eye(3))
-
-
-def point_inside(image: Image, point_lps, margin_voxels: float = 0.0) -> bool:
-    img = image.as_3d()
-    idx = img.physical_to_index(np.asarray(point_lps, float))
-    return bool(np.all(idx >= -0.5 + margin_voxels) and np.all(idx <= np.array(img.size) - 0.5 - margin_voxels))
 
 
 def crop_around(image: Image, point_lps, size_xyz=CROP_SIZE_XYZ, spacing: float = CROP_SPACING,

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from SpineAILib.preprocessing.patches import crop_with_fill
 from SpineAILib.vertebra_body.networks import BODY_KWARGS
 
 TRAIN_CROP = (32, 64, 64)  # z, y, x at 1 mm
@@ -62,13 +63,8 @@ def _phantom_arrays(seed: int, cache: Path) -> dict:
 
 
 def _crop(arr, centre_zyx, size, fill):
-    start = np.round(np.asarray(centre_zyx)).astype(int) - np.array(size) // 2
-    out = np.full(size, fill, arr.dtype)
-    src = tuple(slice(max(0, s), min(n, s + k)) for s, k, n in zip(start, size, arr.shape, strict=True))
-    dst = tuple(slice(sl.start - s, sl.stop - s) for sl, s in zip(src, start, strict=True))
-    if all(sl.stop > sl.start for sl in src):
-        out[dst] = arr[src]
-    return out
+    """The patch of ``size`` centred (rounded) on ``centre_zyx``."""
+    return crop_with_fill(arr, np.round(np.asarray(centre_zyx)).astype(int) - np.array(size) // 2, size, fill)
 
 
 def _real_arrays(name: str, cache: Path) -> dict:
@@ -150,7 +146,14 @@ def train(cfg: BodyTrainConfig, log=print) -> dict:
     import torch
 
     from SpineAILib.networks import build_network
-    from SpineAILib.training import TrainingLog, load_checkpoint, save_checkpoint, save_config, seed_everything
+    from SpineAILib.training import (
+        TrainingLog,
+        load_checkpoint,
+        save_checkpoint,
+        save_config,
+        save_fp16_weights,
+        seed_everything,
+    )
 
     out = Path(cfg.output)
     (out / "cache").mkdir(parents=True, exist_ok=True)
@@ -198,8 +201,7 @@ def train(cfg: BodyTrainConfig, log=print) -> dict:
             save_checkpoint(out / "checkpoint.pt", model=net.state_dict(), optimizer=opt.state_dict(),
                             scheduler=sched.state_dict(), step=step + 1)
     (out / "models").mkdir(exist_ok=True)
-    torch.save({k: (v.half() if v.is_floating_point() else v) for k, v in net.state_dict().items()},
-               out / "models" / "vertebral_body.pt")
+    save_fp16_weights(net.state_dict(), out / "models" / "vertebral_body.pt")
     summary = {"config": asdict(cfg), "steps": cfg.steps, "seconds": round(time.time() - t1, 1)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return summary

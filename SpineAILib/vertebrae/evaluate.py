@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from SpineAILib import anatomy
+from SpineAILib.io.image import point_inside
 
 ID_RADIUS_MM = 20.0
 
@@ -62,12 +63,6 @@ def summarize(rows: list[dict]) -> dict:
     return out
 
 
-def inside(image, point_lps, margin_voxels: float = 0.0) -> bool:
-    idx = image.as_3d().physical_to_index(np.asarray(point_lps, float))
-    return bool(np.all(idx >= -0.5 + margin_voxels) and np.all(idx <= np.array(image.as_3d().size) - 0.5
-                                                                 - margin_voxels))
-
-
 def evaluate_cases(cases, device: str = "auto", models_dir=None, log=print) -> dict:
     from SpineAILib.vertebrae.predict import locate
 
@@ -77,7 +72,7 @@ def evaluate_cases(cases, device: str = "auto", models_dir=None, log=print) -> d
         res = locate(case.image, device=device, models_dir=models_dir)
         secs = time.perf_counter() - t
         ref = {k: case.centroids[k] for k in sorted(case.centroids, key=anatomy.ORDER.index)
-               if k not in case.partial and inside(case.image, case.centroids[k])}
+               if k not in case.partial and point_inside(case.image, case.centroids[k])}
         rows = match(res.centroids, ref)
         all_rows += rows
         s = summarize(rows)

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from SpineAILib.preprocessing.patches import crop_with_fill
 from SpineAILib.vertebrae.networks import DETECTION_KWARGS, IDENTIFICATION_KWARGS, scale_hu
 
 DET_PATCH = (80, 64, 64)  # z, y, x
@@ -122,16 +123,6 @@ def _augment_hu(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return x + rng.normal(0, rng.uniform(0, 40), x.shape).astype(np.float32)
 
 
-def _crop(arr: np.ndarray, start, size, fill) -> np.ndarray:
-    """arr[start:start+size] with out-of-volume parts filled (start may be negative)."""
-    out = np.full(size, fill, arr.dtype)
-    src = tuple(slice(max(0, s), min(n, s + k)) for s, k, n in zip(start, size, arr.shape, strict=True))
-    dst = tuple(slice(sl.start - s, sl.stop - s) for sl, s in zip(src, start, strict=True))
-    if all(sl.stop > sl.start for sl in src):
-        out[dst] = arr[src]
-    return out
-
-
 def detection_batch(cases, rng, n_scans: int, patch=DET_PATCH):
     xs, ys = [], []
     for _ in range(n_scans):
@@ -143,8 +134,8 @@ def detection_batch(cases, rng, n_scans: int, patch=DET_PATCH):
             else:
                 centre = np.array([rng.integers(0, s) for s in c["hu"].shape])
             start = centre - np.array(patch) // 2
-            x = _augment_hu(_crop(c["hu"], start, patch, -1000), rng)
-            y = (_crop(c["dense"], start, patch, 0) > 0).astype(np.int64)
+            x = _augment_hu(crop_with_fill(c["hu"], start, patch, -1000), rng)
+            y = (crop_with_fill(c["dense"], start, patch, 0) > 0).astype(np.int64)
             if rng.random() < 0.5:  # left-right flip
                 x, y = x[..., ::-1], y[..., ::-1]
             xs.append(scale_hu(x))
@@ -182,24 +173,24 @@ def identification_batch(cases, rng, batch: int, sample=ID_SAMPLE):
         z += rng.integers(-nsi // 3, nsi // 3 + 1)
         y += rng.integers(-nap // 4, nap // 4 + 1)
         start = np.array([z - nsi // 2, y - nap // 2, x - ns // 2 + 1])  # slice x is the 4th (index 3)
-        vol = _augment_hu(_crop(c["hu"], start, (nsi, nap, ns), -1000), rng)
-        lab = _crop(c["dense"], start, (nsi, nap, ns), 0)[..., ns // 2 - 1]
+        vol = _augment_hu(crop_with_fill(c["hu"], start, (nsi, nap, ns), -1000), rng)
+        lab = crop_with_fill(c["dense"], start, (nsi, nap, ns), 0)[..., ns // 2 - 1]
         xs.append(scale_hu(vol).transpose(2, 1, 0))  # (x, y, z) = (slices, AP, SI)
         ys.append(lab.T.astype(np.float32))  # (AP, SI)
     return np.stack(xs), np.stack(ys)
-
-
-def _save_fp16(net, path: Path) -> None:
-    import torch
-
-    torch.save({k: (v.half() if v.is_floating_point() else v) for k, v in net.state_dict().items()}, path)
 
 
 def train_stage(stage: str, cfg: VertebraeTrainConfig, cases, log=print) -> dict:
     import torch
 
     from SpineAILib.networks import build_network
-    from SpineAILib.training import TrainingLog, load_checkpoint, save_checkpoint, seed_everything
+    from SpineAILib.training import (
+        TrainingLog,
+        load_checkpoint,
+        save_checkpoint,
+        save_fp16_weights,
+        seed_everything,
+    )
 
     out = Path(cfg.output)
     seed_everything(cfg.seed + (0 if stage == "detection" else 1))
@@ -252,7 +243,7 @@ def train_stage(stage: str, cfg: VertebraeTrainConfig, cases, log=print) -> dict
             save_checkpoint(ckpt_path, model=net.state_dict(), optimizer=opt.state_dict(),
                             scheduler=sched.state_dict(), step=step + 1)
     (out / "models").mkdir(parents=True, exist_ok=True)
-    _save_fp16(net, out / "models" / f"vertebra_{stage}.pt")
+    save_fp16_weights(net.state_dict(), out / "models" / f"vertebra_{stage}.pt")
     return {"steps": steps, "seconds": round(time.time() - t0, 1)}
 
 
