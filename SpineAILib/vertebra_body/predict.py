@@ -4,7 +4,8 @@ anterior/middle/posterior heights in its own mid-sagittal plane and the Genant g
 Stages: crop 128 x 128 x 64 mm at 1 mm around the click (``crop.crop_around``), the 3D U-Net
 (crop + click channel), keep the connected region at the click, paste the probability back onto
 the CT grid (linear) and threshold at 0.5, measure on the 1 mm crop mask (isotropic: heights
-do not depend on the CT's slice thickness).
+do not depend on the CT's slice thickness), each height's ends refined to the endplate edges in
+the CT crop (``measure.refine_edge``).
 """
 
 from __future__ import annotations
@@ -196,8 +197,9 @@ def segment(image: Image | str | os.PathLike, point, space: str = "RAS", centroi
     box_values, box = paste_back(kept, rec, img, "linear", return_box=True)
     mask = np.zeros(img.array.shape, bool)
     mask[box] = box_values >= 0.5
-    # heights from the probability inside the region (sub-voxel), volume from the voxels
-    m = measure_heights(crop.with_array(kept.astype(np.float32)), si_axis_from(label, centroids))
+    # heights from the probability inside the region (sub-voxel), their ends refined on the CT's
+    # endplate edges (the network rounds deformed endplates); volume from the voxels
+    m = measure_heights(crop.with_array(kept.astype(np.float32)), si_axis_from(label, centroids), hu=crop)
     heights = {k: m[f"{k}_height_mm"] for k in ("anterior", "middle", "posterior")}
     warnings = []
     g = None
