@@ -339,7 +339,29 @@ def test_isotonic_fit_and_slice_consensus():
     for z, v in enumerate((4.0, 3.0, 2.0, 1.0)):
         index[z, 1, :] = (v, v, v + 5)
     out = slice_consensus(prob, index)
-    np.testing.assert_allclose(out[:, 1, 0], [4.0, 3.0, 2.0, 1.0])  # medians, already ordered
+    np.testing.assert_allclose(out[:, 1, 0], [4.0, 3.0, 2.0, 1.0])  # medians: the outliers do not vote
     assert not out[:, 0].any()
-    index[1, 1, :] = 5.0  # a slice out of order (5 above 4): pooled with its neighbour
-    np.testing.assert_allclose(slice_consensus(prob, index)[:2, 1, 0], [4.5, 4.5])
+    index[1, 1, :] = 5.0  # a slice out of order (5 above 4): kept as is, or pooled with its neighbour
+    np.testing.assert_allclose(slice_consensus(prob, index)[:2, 1, 0], [4.0, 5.0])
+    np.testing.assert_allclose(slice_consensus(prob, index, ordered=True)[:2, 1, 0], [4.5, 4.5])
+
+
+def test_slice_fusion_ignores_the_low_tail_that_voxel_fusion_turns_into_labels():
+    """A column of three vertebrae (L1-L3, 10 slices each) whose outer voxels carry the
+    identification network's low tail (index 5 = C5): per-voxel rounding (the paper) invents a
+    C5 with enough votes; the slice consensus does not, and keeps the three centroids."""
+    ref = Image(np.zeros((30, 20, 20), np.float32), (2.0, 2.0, 2.0), (0.0, 0.0, 0.0))
+    prob = np.zeros(ref.array.shape, np.float32)
+    prob[:, 4:16, 4:16] = 0.9
+    index = np.zeros_like(prob)
+    for k, lab in enumerate((22, 21, 20)):  # feet (z = 0) to head
+        index[10 * k:10 * k + 10] = lab
+    index[:, 4:16, 4:7] = 5.0  # a quarter of every slice: 4320 voxels = 34560 mm^3
+    voxel = fuse(prob, index, ref, mode="voxel")[0]
+    assert 5 in voxel
+    cents = fuse(prob, index, ref)[0]
+    assert sorted(cents) == [20, 21, 22]
+    for k, lab in enumerate((22, 21, 20)):
+        assert cents[lab][2] == pytest.approx(2 * (10 * k + 4.5))
+    with pytest.raises(ValueError, match="fusion mode"):
+        fuse(prob, index, ref, mode="rounded")
