@@ -2,8 +2,9 @@
 
 * vertebra labelling on held-out phantoms (seeds 5000+) and on every real sample in
   $SPINEAI_DATA/ct (centroids from their masks): ``vertebrae_eval.json`` / ``.md``;
-* click-to-segment under the four validation conditions, Genant grading, real crops:
-  ``vertebral_body_eval.json`` / ``.md``;
+* click-to-segment under the four validation conditions, Genant grading (12 phantoms), real
+  crops: ``vertebral_body/vertebral_body_eval.json`` / ``.md``; Genant grading on 48 phantoms
+  (seeds 6500-6547, the 12 included): ``vertebral_body_genant48/``;
 * fracture detection ROC/AUC on held-out phantoms: ``fracture_eval.json`` / ``.md``.
 
     python benchmarks/eval_ct.py [--phantoms 20] [--only vertebrae,vertebral-body,fracture]
@@ -49,6 +50,10 @@ def main() -> int:
         ev(["--phantoms", str(a.body_phantoms), "--genant-phantoms", str(2 * a.body_phantoms), "--shared",
             "--output", str(DOCS / "vertebral_body"), "--device", a.device])
         _stamp(DOCS / "vertebral_body" / "vertebral_body_eval.json")
+        # the grade boundaries make 16 fractured bodies a coarse measure: also 48 phantoms
+        ev(["--phantoms", "0", "--genant-phantoms", "48", "--output", str(DOCS / "vertebral_body_genant48"),
+            "--device", a.device])
+        _stamp(DOCS / "vertebral_body_genant48" / "vertebral_body_eval.json")
     if "fracture" in only:
         from SpineAILib.fracture.evaluate import main as ev
 

@@ -50,7 +50,7 @@ def body_axes(mask: Image, si_axis: np.ndarray | None = None) -> tuple[np.ndarra
 
 
 def refine_edge(t: np.ndarray, hu: np.ndarray, end: float, outward: int, search_mm: float = 1.5,
-                min_contrast_hu: float = 200.0, smooth_mm: float = 0.3) -> float:
+                min_contrast_hu: float = 200.0, smooth_mm: float = 0.15) -> float:
     """Position (same units as ``t``, mm) of the bone edge near ``end`` on an HU profile along ``t``.
 
     The edge is where the profile falls fastest going ``outward`` (+1 along increasing t, -1
@@ -122,7 +122,7 @@ def measure_heights(mask: Image, si_axis: np.ndarray | None = None, step_mm: flo
             prof = np.mean([ndimage.map_coordinates(
                 hu.as_3d().array.astype(np.float32),
                 (lambda ijk: [ijk[:, 2], ijk[:, 1], ijk[:, 0]])(m.physical_to_index(line + d * lateral)),
-                order=1, mode="nearest") for d in (-1.0, 0.0, 1.0)], axis=0)
+                order=3, mode="nearest") for d in (-1.0, 0.0, 1.0)], axis=0)  # cubic: less blur than linear
             lo_end, hi_end = float(t[inside].min()), float(t[inside].max())
             height = (refine_edge(t, prof, hi_end, +1, refine_mm) - refine_edge(t, prof, lo_end, -1, refine_mm))
         out[f"{key}_height_mm"] = height
