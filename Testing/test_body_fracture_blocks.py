@@ -11,8 +11,9 @@ import torch
 from SpineAILib.errors import InputError
 from SpineAILib.fracture.genant import genant, grade_from_loss
 from SpineAILib.fracture.network import RF_NORMAL, RF_SUBSAMPLED, build_dual_pathway
+from SpineAILib.io.image import Image
 from SpineAILib.phantoms import CTPhantomConfig, ct_spine_phantom
-from SpineAILib.vertebra_body.measure import measure_heights, refine_edge
+from SpineAILib.vertebra_body.measure import body_core, measure_heights, refine_edge, thinnest_direction
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +46,82 @@ def test_heights_without_neighbours_on_symmetric_bodies(deformed):
         m = measure_heights(mask)
         for key in ("anterior", "middle", "posterior"):
             assert m[f"{key}_height_mm"] == pytest.approx(ph.heights[lab][key], abs=1.5), (lab, key)
+
+
+def _rotation(tilt_deg: float, twist_deg: float) -> np.ndarray:
+    """Columns: the body's lateral, AP and SI axes in LPS, tilted about lateral then twisted about SI."""
+    a, b = np.deg2rad(tilt_deg), np.deg2rad(twist_deg)
+    rx = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
+    rz = np.array([[np.cos(b), -np.sin(b), 0], [np.sin(b), np.cos(b), 0], [0, 0, 1]])
+    return rz @ rx
+
+
+def _real_like_body(rot: np.ndarray, leak: bool = True):
+    """A box body 44 (lateral) x 32 (AP) x 30 mm (SI) with the canal's notch in its posterior
+    wall (4 mm deep at the midline) and, with ``leak``, a 3 x 3 mm pedicle stub 10 mm long off
+    one posterior corner (what a segmentation leaks into), on a grid with anisotropic spacing, an
+    origin and an oblique direction. Returns (mask image, CT image: 700 HU bone, 0 HU outside,
+    blurred like a scanner)."""
+    from scipy import ndimage
+
+    grid_dir = _rotation(8.0, -20.0)
+    img = Image(np.zeros((40, 70, 64), np.float32), spacing=(0.9, 0.8, 1.25), origin=(-31.0, -20.0, 7.0),
+                direction=grid_dir)
+    centre = img.index_to_physical(np.array([[32.0, 35.0, 20.0]]))[0]
+    idx = np.stack(np.meshgrid(*[np.arange(n) for n in img.array.shape[::-1]], indexing="ij"), -1).reshape(-1, 3)
+    q = (img.index_to_physical(idx.astype(float)) - centre) @ rot  # body frame: lateral, AP, SI
+    lat, ap, si = q[:, 0], q[:, 1], q[:, 2]
+    body = (np.abs(lat) <= 22) & (np.abs(ap) <= 16) & (np.abs(si) <= 15)
+    body &= ~((np.abs(lat) < 10) & (ap > 16 - 4 * (1 - (lat / 10) ** 2)))  # concave posterior wall
+    if leak:
+        body |= (lat > 14) & (lat < 17) & (ap > 14) & (ap < 26) & (si > -8) & (si < -5)
+    mask = body.reshape(img.array.shape[::-1]).transpose(2, 1, 0)
+    ct = ndimage.gaussian_filter(np.where(mask, 700.0, 0.0), 0.6).astype(np.float32)
+    return img.with_array(mask.astype(np.uint8)), img.with_array(ct)
+
+
+def test_thinnest_direction_is_the_endplate_normal():
+    """Points filling a tilted box whose SI axis is 14 degrees off the start guess: the thinnest
+    direction is the box's SI axis within 0.3 degrees, also for a square sagittal section
+    (30 x 30 mm, the real L2's shape) where the axis of least variance is undetermined."""
+    rng = np.random.default_rng(0)
+    rot = _rotation(14.0, 25.0)
+    for half in ([22, 17, 14], [22, 15, 15]):
+        pts = (rng.uniform(-1, 1, (20000, 3)) * half) @ rot.T
+        d = thinnest_direction(pts, np.array([0.0, 0.0, 1.0]))
+        assert np.degrees(np.arccos(min(1.0, abs(d @ rot[:, 2])))) < 0.3, half
+
+
+def test_body_core_drops_a_pedicle_leak_and_keeps_the_body():
+    mask, _ = _real_like_body(_rotation(15.0, 10.0))
+    without, _ = _real_like_body(_rotation(15.0, 10.0), leak=False)
+    core = body_core(mask.array > 0, mask.spacing, 3.0)
+    stub = (mask.array > 0) & ~(without.array > 0)
+    assert stub.sum() > 20 and (core & stub).sum() <= 0.2 * stub.sum()  # the stub is gone (bar its root)
+    assert core.sum() > 0.9 * without.array.sum()  # the body is not
+    thin = np.zeros((30, 30, 30), bool)
+    thin[10:20, 14:16, 10:20] = True  # a 2-voxel plate has no core: the mask comes back unchanged
+    assert (body_core(thin, (1.0, 1.0, 1.0), 3.0) == thin).all()
+
+
+@pytest.mark.parametrize("tilt", [0.0, 15.0])
+def test_heights_of_a_real_shaped_body_without_centroids(tilt):
+    """A body with a concave posterior wall and a pedicle leak, alone (no centroids), tilted,
+    on an oblique anisotropic grid: anterior/middle/posterior heights are its 30 mm, within the
+    +-0.5 voxel steps of a box rasterised on a 1.25 mm oblique grid. (On the
+    real spineFE L2 the least-variance axis and the whole mask's AP extent put the anterior and
+    posterior lines off the body: 0 mm and 9-11 mm.) Refined on the CT all 6 ends find an
+    endplate edge; on a CT without contrast none do."""
+    mask, ct = _real_like_body(_rotation(tilt, 10.0))
+    m = measure_heights(mask)
+    for key in ("anterior", "middle", "posterior"):
+        assert m[f"{key}_height_mm"] == pytest.approx(30.0, abs=1.3), key
+    r = measure_heights(mask, hu=ct)
+    assert r["edges_found"] == 6
+    for key in ("anterior", "middle", "posterior"):
+        assert r[f"{key}_height_mm"] == pytest.approx(30.0, abs=1.0), key
+    flat = measure_heights(mask, hu=ct.with_array(np.full_like(ct.array, 100.0)))
+    assert flat["edges_found"] == 0
 
 
 @pytest.mark.parametrize("sigma", [0.5, 0.8, 1.0])
@@ -133,3 +210,18 @@ def test_dual_pathway_size_and_receptive_fields():
     assert int((g > 0).sum()) == 17
     gl = low.grad[0, 0].abs().sum(dim=(1, 2))
     assert int((gl > 0).sum()) == 17
+
+
+def test_no_grade_from_heights_the_ct_does_not_confirm():
+    """Heights whose ends mostly lack an endplate edge in the CT (a partial segment) get no
+    Genant grade and a warning that says why; a missing height likewise; confirmed heights are
+    graded (with the neighbours' posterior heights, a crush)."""
+    from SpineAILib.vertebra_body.predict import MIN_EDGES_FOR_GRADE, grade_heights
+
+    h = {"anterior": 16.0, "middle": 16.5, "posterior": 17.0}
+    g, w = grade_heights(h, MIN_EDGES_FOR_GRADE - 1)
+    assert g is None and "endplate edge" in w[0] and "no Genant grade" in w[0]
+    g, w = grade_heights({**h, "anterior": 0.0}, 6)
+    assert g is None and "could not be measured" in w[0]
+    g, w = grade_heights(h, MIN_EDGES_FOR_GRADE, neighbour_posterior_mm=[28.0, 29.0])
+    assert w == [] and (g.label, g.deformity) == ("severe", "crush")

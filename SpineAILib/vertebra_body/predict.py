@@ -25,6 +25,7 @@ from SpineAILib.preprocessing import check_image
 TASK = "Vertebral body segmentation"
 MODEL_NAME = "vertebral_body"
 NAME_RADIUS_MM = 20.0  # a labelled centroid this close to the click names the body
+MIN_EDGES_FOR_GRADE = 4  # of the 6 height ends; phantom bodies: 5-6 (4 % have 5), the failing real L2: 0
 
 
 @dataclass
@@ -159,6 +160,23 @@ def si_axis_from(label: int | None, centroids: dict[int, np.ndarray] | None) -> 
     return v / np.linalg.norm(v) if np.linalg.norm(v) > 0 else None
 
 
+def grade_heights(heights: dict[str, float], edges_found: int = 6,
+                  neighbour_posterior_mm: list[float] | None = None):
+    """Genant grade of measured heights (mm, keys anterior/middle/posterior) and the warnings
+    that go with it: (GenantResult or None, [warning, ...]). No grade where a height is missing
+    or where fewer than MIN_EDGES_FOR_GRADE of the 6 height ends were confirmed by an endplate
+    edge in the CT: the mask then stops inside the bone (or beyond it), a partial segment reads
+    as height loss, and a wrong "severe" is worse than no grade."""
+    from SpineAILib.fracture.genant import genant
+
+    if min(heights.values()) <= 0:
+        return None, ["A height could not be measured (the mask is not a closed body at that position)."]
+    if edges_found < MIN_EDGES_FOR_GRADE:
+        return None, [f"Only {edges_found} of the 6 height ends lie on an endplate edge in the CT: the segment may "
+                      "not cover the whole body, so the heights are uncertain and no Genant grade is given."]
+    return genant(heights["anterior"], heights["middle"], heights["posterior"], neighbour_posterior_mm), []
+
+
 def segment(image: Image | str | os.PathLike, point, space: str = "RAS", centroids: dict[int, np.ndarray] | None = None,
             device: str = "auto", models_dir=None, index: int = 1,
             neighbour_posterior_mm: list[float] | None = None) -> BodyResult:
@@ -170,7 +188,6 @@ def segment(image: Image | str | os.PathLike, point, space: str = "RAS", centroi
     for a click outside the image or where no vertebral body is found.
     """
     from SpineAILib.device import resolve_device
-    from SpineAILib.fracture.genant import genant
     from SpineAILib.vertebra_body.crop import crop_around, paste_back
     from SpineAILib.vertebra_body.measure import measure_heights
 
@@ -201,12 +218,7 @@ def segment(image: Image | str | os.PathLike, point, space: str = "RAS", centroi
     # endplate edges (the network rounds deformed endplates); volume from the voxels
     m = measure_heights(crop.with_array(kept.astype(np.float32)), si_axis_from(label, centroids), hu=crop)
     heights = {k: m[f"{k}_height_mm"] for k in ("anterior", "middle", "posterior")}
-    warnings = []
-    g = None
-    if min(heights.values()) > 0:
-        g = genant(heights["anterior"], heights["middle"], heights["posterior"], neighbour_posterior_mm)
-    else:
-        warnings.append("A height could not be measured (the mask is not a closed body at that position).")
+    g, warnings = grade_heights(heights, m["edges_found"], neighbour_posterior_mm)
     touching = [ax for ax, s in zip("zyx", region.shape, strict=True)
                 if region.take(0, axis="zyx".index(ax)).any() or region.take(s - 1, axis="zyx".index(ax)).any()]
     if touching:
@@ -221,7 +233,8 @@ def segment_many(image: Image, points, space: str = "RAS", centroids=None, devic
                  models_dir=None) -> list[BodyResult]:
     """Several clicks: each body segmented, then graded with its neighbours' posterior heights
     (neighbours = the clicks just above and below along the column, when closer than 50 mm,
-    i.e. adjacent vertebrae)."""
+    i.e. adjacent vertebrae, and graded themselves: a neighbour without a grade has uncertain
+    heights)."""
     from SpineAILib.fracture.genant import genant
 
     results = [segment(image, pt, space, centroids, device, models_dir, index=i + 1) for i, pt in enumerate(points)]
@@ -231,7 +244,8 @@ def segment_many(image: Image, points, space: str = "RAS", centroids=None, devic
         for pos, i in enumerate(order):
             r = results[i]
             neigh = [results[order[j]].heights["posterior"] for j in (pos - 1, pos + 1)
-                     if 0 <= j < len(order) and np.linalg.norm(results[order[j]].point - r.point) < 50.0]
+                     if 0 <= j < len(order) and np.linalg.norm(results[order[j]].point - r.point) < 50.0
+                     and results[order[j]].genant is not None]
             if r.genant is not None and neigh:
                 r.genant = genant(r.heights["anterior"], r.heights["middle"], r.heights["posterior"], neigh)
     return results
