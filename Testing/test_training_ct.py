@@ -46,3 +46,30 @@ def test_body_and_fracture_training_smoke(tmp_path):
         export_single(kind, str(tmp_path / run), tmp_path / "models", {})
         net, card = load_model(name, "cpu", tmp_path / "models")
         assert card.training["steps"] == 2 and card.sha256
+
+
+def test_resume_restores_model_optimizer_and_schedule(tmp_path):
+    import torch
+
+    from SpineAILib.training import resume, save_checkpoint
+
+    def make():
+        net = torch.nn.Linear(3, 2)
+        opt = torch.optim.Adam(net.parameters(), lr=0.1)
+        return net, opt, torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=10)
+
+    net, opt, sched = make()
+    for _ in range(3):
+        opt.zero_grad()
+        net(torch.ones(1, 3)).sum().backward()
+        opt.step()
+        sched.step()
+    path = tmp_path / "checkpoint.pt"
+    assert resume(path, *make()) is None  # nothing saved yet
+    save_checkpoint(path, model=net.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(), step=3)
+    net2, opt2, sched2 = make()
+    ck = resume(path, net2, opt2, sched2)
+    assert ck["step"] == 3
+    torch.testing.assert_close(net2.weight, net.weight)
+    assert opt2.state_dict()["state"][0]["step"] == opt.state_dict()["state"][0]["step"]
+    assert sched2.last_epoch == 3 and opt2.param_groups[0]["lr"] == pytest.approx(opt.param_groups[0]["lr"])

@@ -223,7 +223,7 @@ def train(cfg: CobbTrainConfig) -> dict:
     from SpineAILib.device import autocast, describe_device, resolve_device, set_cpu_threads
     from SpineAILib.training import (
         TrainingLog,
-        load_checkpoint,
+        resume,
         save_checkpoint,
         save_config,
         save_fp16_weights,
@@ -255,11 +255,9 @@ def train(cfg: CobbTrainConfig) -> dict:
     steps_per_epoch = math.ceil(len(tr_idx) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
-    state = load_checkpoint(out / "last.pt")
+    state = resume(out / "last.pt", net, opt)  # the scheduler is rebuilt at the resumed step below
     start, best = 0, {"smape": float("inf")}
     if state is not None:
-        net.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
         start, best = state["epoch"] + 1, state["best"]
         print(f"resumed from epoch {start}", flush=True)
     # The one-cycle schedule is a function of the step; rebuilding it at the resumed step keeps

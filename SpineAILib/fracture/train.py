@@ -119,7 +119,7 @@ def train(cfg: FractureTrainConfig, log=print) -> dict:
     from SpineAILib.networks import build_network
     from SpineAILib.training import (
         TrainingLog,
-        load_checkpoint,
+        resume,
         save_checkpoint,
         save_config,
         save_fp16_weights,
@@ -138,10 +138,8 @@ def train(cfg: FractureTrainConfig, log=print) -> dict:
     net = build_network("spineai.DualPathway3D")
     opt = torch.optim.RMSprop(net.parameters(), lr=cfg.lr)
     start = 0
-    ck = load_checkpoint(out / "checkpoint.pt")
+    ck = resume(out / "checkpoint.pt", net, opt)
     if ck:
-        net.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
         start = ck["step"]
         rng = np.random.default_rng(cfg.seed + 100 + start)
     tlog = TrainingLog(out / "log.csv", ["step", "loss", "seconds"])

@@ -69,6 +69,19 @@ def load_checkpoint(path: str | Path) -> dict | None:
     return torch.load(p, map_location="cpu", weights_only=False)
 
 
+def resume(path: str | Path, net, optimizer, scheduler=None) -> dict | None:
+    """Load the checkpoint at ``path`` (if any) into ``net``, ``optimizer`` and ``scheduler``
+    (when given and saved) and return it, for the trainer's own counters (``step``, ``epoch``,
+    ``best``); None when there is nothing to resume."""
+    ck = load_checkpoint(path)
+    if ck:
+        net.load_state_dict(ck["model"])
+        optimizer.load_state_dict(ck["optimizer"])
+        if scheduler is not None and "scheduler" in ck:
+            scheduler.load_state_dict(ck["scheduler"])
+    return ck
+
+
 class TrainingLog:
     """Appends one CSV row per epoch (and prints it)."""
 

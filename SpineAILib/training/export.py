@@ -4,8 +4,12 @@ model card written next to them (sha256 filled in).
     python -m SpineAILib.training.export vertebrae --detection-run runs/vertebrae --identification-run runs/vertebrae_id
     python -m SpineAILib.training.export vertebral-body --run runs/vertebral_body
     python -m SpineAILib.training.export fracture --run runs/fracture
+    python -m SpineAILib.training.export metrics [--benchmarks docs/benchmarks]
 
-``--metrics FILE`` (an evaluation report's JSON) is copied into the card's metrics.
+``--metrics FILE`` (an evaluation report's JSON) is copied into the card's metrics. ``metrics``
+refreshes the evaluation in the shipped CT cards from the latest ``benchmarks/eval_ct.py``
+reports (weights, sha256 and training record untouched): a post-processing change (fusion,
+height measurement) changes the numbers without retraining.
 """
 
 from __future__ import annotations
@@ -141,10 +145,58 @@ def export_single(kind: str, run: str, models_dir: Path, metrics: dict) -> Path:
     return _publish(run_p / "models" / "fracture_classifier.pt", card, models_dir)
 
 
+def _summaries(report: dict) -> dict:
+    return {c["case"]: c["summary"]["all"] for c in report.get("cases", [])}
+
+
+def refresh_card_metrics(models_dir: Path, benchmarks: Path) -> list[Path]:
+    """Rewrite ``metrics.evaluation`` of the vertebra, vertebral body and fracture cards from
+    the reports under ``benchmarks`` (each with its machine/date/commit as ``measured``)."""
+    from SpineAILib.models import load_card
+
+    def read(rel: str) -> dict:
+        f = benchmarks / rel
+        return json.loads(f.read_text(encoding="utf-8")) if f.is_file() else {}
+
+    out = []
+    ph, real = read("vertebrae_phantoms/vertebrae_eval.json"), read("vertebrae_real/vertebrae_eval.json")
+    if ph:
+        ev = {"held_out_phantoms_20": ph["summary"], "real_samples": _summaries(real),
+              "measured": ph.get("machine", {}), "source": "docs/benchmarks/vertebrae_*/vertebrae_eval.json",
+              "post_processing": "fusion mode 'discs' (SpineAILib.vertebrae.column)"}
+        for name in ("vertebra_detection", "vertebra_identification"):
+            card = load_card(name, models_dir)
+            card.metrics["evaluation"] = ev
+            out.append(write_card(card, models_dir))
+    body = read("vertebral_body/vertebral_body_eval.json")
+    g48 = read("vertebral_body_genant48/vertebral_body_eval.json")
+    if body:
+        strip = {k: v for k, v in body.get("genant", {}).items() if k != "rows"}
+        card = load_card("vertebral_body", models_dir)
+        card.metrics["evaluation"] = {
+            "held_out_phantoms_conditions": body.get("conditions"), "genant": strip,
+            "genant_48_phantoms": {k: v for k, v in g48.get("genant", {}).items() if k != "rows"},
+            "real_crops": body.get("real"), "measured": body.get("machine", {}),
+            "source": "docs/benchmarks/vertebral_body*/vertebral_body_eval.json"}
+        out.append(write_card(card, models_dir))
+    frac = read("fracture/fracture_eval.json")
+    if frac:
+        card = load_card("fracture_classifier", models_dir)
+        card.metrics["evaluation"] = {
+            **{k: frac[k] for k in ("n_vertebrae", "n_fractured", "vertebra_auc", "patient_auc",
+                                    "patient_component_rule", "genant_sensitivity", "genant_specificity")
+               if k in frac},
+            "measured": frac.get("machine", {}), "source": "docs/benchmarks/fracture/fracture_eval.json"}
+        out.append(write_card(card, models_dir))
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m SpineAILib.training.export", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("kind", choices=("vertebrae", "vertebral-body", "fracture"))
+    p.add_argument("kind", choices=("vertebrae", "vertebral-body", "fracture", "metrics"))
+    p.add_argument("--benchmarks", default=str(Path(__file__).resolve().parents[2] / "docs" / "benchmarks"),
+                   help="reports of benchmarks/eval_ct.py (metrics)")
     p.add_argument("--run", help="training output folder (vertebral-body, fracture)")
     p.add_argument("--detection-run", default="runs/vertebrae")
     p.add_argument("--identification-run", default="runs/vertebrae")
@@ -156,7 +208,10 @@ def main(argv=None) -> int:
         data = json.loads(Path(m).read_text(encoding="utf-8"))
         metrics[Path(m).stem] = data
     d = Path(a.models_dir) if a.models_dir else default_models_dir()
-    if a.kind == "vertebrae":
+    if a.kind == "metrics":
+        for path in refresh_card_metrics(d, Path(a.benchmarks)):
+            print(path)
+    elif a.kind == "vertebrae":
         for path in export_vertebrae(a.detection_run, a.identification_run, d, metrics):
             print(path)
     else:

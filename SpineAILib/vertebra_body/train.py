@@ -148,7 +148,7 @@ def train(cfg: BodyTrainConfig, log=print) -> dict:
     from SpineAILib.networks import build_network
     from SpineAILib.training import (
         TrainingLog,
-        load_checkpoint,
+        resume,
         save_checkpoint,
         save_config,
         save_fp16_weights,
@@ -174,11 +174,8 @@ def train(cfg: BodyTrainConfig, log=print) -> dict:
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(cfg.steps, 1), pct_start=0.1)
     start = 0
-    ck = load_checkpoint(out / "checkpoint.pt")
+    ck = resume(out / "checkpoint.pt", net, opt, sched)
     if ck:
-        net.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
         start = ck["step"]
         rng = np.random.default_rng(cfg.seed + 100 + start)
         log(f"resumed at step {start}")

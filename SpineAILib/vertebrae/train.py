@@ -186,7 +186,7 @@ def train_stage(stage: str, cfg: VertebraeTrainConfig, cases, log=print) -> dict
     from SpineAILib.networks import build_network
     from SpineAILib.training import (
         TrainingLog,
-        load_checkpoint,
+        resume,
         save_checkpoint,
         save_fp16_weights,
         seed_everything,
@@ -208,11 +208,8 @@ def train_stage(stage: str, cfg: VertebraeTrainConfig, cases, log=print) -> dict
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(steps, 1), pct_start=0.1)
     ckpt_path = out / f"{stage}_checkpoint.pt"
     start = 0
-    ck = load_checkpoint(ckpt_path)
+    ck = resume(ckpt_path, net, opt, sched)
     if ck:
-        net.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
         start = ck["step"]
         rng = np.random.default_rng(cfg.seed + 100 + start)
         log(f"{stage}: resumed at step {start}")
