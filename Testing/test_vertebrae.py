@@ -154,7 +154,7 @@ def test_fusion_medians_and_vote_threshold():
     index[10:30, 5:25, 5:25] = 20.2
     prob[40:43, 5:10, 5:10] = 0.9  # 75 voxels = 600 mm^3 voting L2: below 3000 mm^3, dropped
     index[40:43, 5:10, 5:10] = 21.0
-    cents, conf, voted = fuse(prob, index, ref)
+    cents, conf, voted = fuse(prob, index, ref, mode="slice")
     assert sorted(cents) == [20]
     np.testing.assert_allclose(cents[20], [2 * 14.5, 2 * 14.5, 2 * 19.5])
     assert conf[20] == pytest.approx(0.9 * (1 - 2 * 0.2), abs=1e-5)
@@ -359,7 +359,7 @@ def test_slice_fusion_ignores_the_low_tail_that_voxel_fusion_turns_into_labels()
     index[:, 4:16, 4:7] = 5.0  # a quarter of every slice: 4320 voxels = 34560 mm^3
     voxel = fuse(prob, index, ref, mode="voxel")[0]
     assert 5 in voxel
-    cents = fuse(prob, index, ref)[0]
+    cents = fuse(prob, index, ref, mode="slice")[0]
     assert sorted(cents) == [20, 21, 22]
     for k, lab in enumerate((22, 21, 20)):
         assert cents[lab][2] == pytest.approx(2 * (10 * k + 4.5))

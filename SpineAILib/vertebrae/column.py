@@ -1,0 +1,227 @@
+"""Vertebra instances from the image itself, labelled as one consecutive run ("discs" fusion).
+
+The identification network's index is good locally (neighbouring vertebrae differ by about 1)
+but carries a per-scan offset and local slips of half a level or more, and per-vertebra
+rounding turns those into duplicated or skipped labels. Two things in the CT do not slip:
+
+* **Discs.** Along the detected column, the mean HU of each axial slice of the column drops
+  at every intervertebral disc (about 80-100 HU, between two bright endplates) and stays high
+  inside a body. The dips split the column into one instance per vertebra
+  (:func:`disc_dips`, :func:`column_instances`).
+* **Ribs.** T1-T12 carry ribs, C7 and L1 do not. Where the field of view shows a transition
+  (cervical to thoracic or thoracic to lumbar), the rib pattern fixes the numbering
+  (:func:`rib_shift`).
+
+The instances are then numbered consecutively head to feet with the one offset that best fits
+the network's medians (:func:`label_instances`), moved by the rib pattern where it is clear.
+Measured on 16 validation phantoms (seeds 3000-3015, never trained on): identification rate
+69.6 % (slice consensus) -> 71.1 % (disc instances) -> 88.9 % (with ribs); mean error 7.6 -> 2.7
+mm (docs/ct_tasks.md). All positions are on the canonical grid of :func:`prepare` (identity
+direction, LPS; array axes z, y, x with z growing towards the head).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from SpineAILib import anatomy
+from SpineAILib.io.image import Image
+
+RIB_LEVELS = frozenset(anatomy.vertebra_label(f"T{i}") for i in range(1, 13))
+
+
+@dataclass
+class Instance:
+    """One vertebra found between two discs: its slices (canonical z indices), the voxels'
+    median position (LPS mm), the network's median index over them and the mean detection
+    probability."""
+
+    slices: np.ndarray
+    centroid: np.ndarray
+    median_index: float
+    probability: float
+
+
+def disc_dips(profile: np.ndarray, spacing_mm: float, ratio: float = 0.6, min_gap_mm: float = 8.0,
+              plateau_mm: float = 32.0) -> list[int]:
+    """Positions (indices into ``profile``) of the discs along a column's HU profile (one value
+    per axial slice, head or feet first, ``spacing_mm`` apart).
+
+    A disc is a local minimum (within ``min_gap_mm``) at most ``ratio`` times the profile's
+    running median over ``plateau_mm`` (the bodies' level). Why not peak prominence: the bright
+    endplates that flank every body make a shallow dip inside a body look prominent too."""
+    from scipy.ndimage import median_filter, minimum_filter
+
+    p = np.asarray(profile, float)
+    if p.size < 3:
+        return []
+    gap = max(1, int(round(min_gap_mm / spacing_mm)))
+    plateau = median_filter(p, size=max(3, int(round(plateau_mm / spacing_mm)) | 1), mode="reflect")
+    is_min = p == minimum_filter(p, size=max(3, gap | 1), mode="nearest")
+    dips: list[int] = []
+    for c in np.flatnonzero(is_min & (p <= ratio * plateau)):
+        if not dips or c - dips[-1] >= gap:  # a flat-bottomed dip: its first slice
+            dips.append(int(c))
+    return dips
+
+
+def _bone_length(seg: np.ndarray, mean_hu: np.ndarray) -> int:
+    return int((mean_hu[seg] >= 0.5 * float(np.median(mean_hu[seg]))).sum())
+
+
+def split_long(segs: list[np.ndarray], mean_hu: np.ndarray, factor: float = 1.6, max_parts: int = 3
+               ) -> list[np.ndarray]:
+    """Split a segment that is ``factor`` times longer than its neighbours (the median bone
+    length of up to two segments on each side) into ``round(length / neighbours)`` parts, each
+    cut at the darkest slice near the even split: a disc the dips missed (a narrow or bridged
+    one; C1-C2 have none) would otherwise merge two vertebrae and shift every label after it."""
+    lengths = [_bone_length(seg, mean_hu) for seg in segs]
+    out = []
+    for j, seg in enumerate(segs):
+        neigh = [lengths[k] for k in range(max(0, j - 2), min(len(segs), j + 3)) if k != j]
+        if len(neigh) < 1 or lengths[j] < factor * float(np.median(neigh)):
+            out.append(seg)
+            continue
+        expected = float(np.median(neigh))
+        parts = int(min(max_parts, max(2, round(lengths[j] / expected))))
+        cuts, start = [], 0
+        for m in range(1, parts):
+            ideal = int(round(m * len(seg) / parts))
+            half = max(1, int(round(0.25 * len(seg) / parts)))
+            lo, hi = max(start + 1, ideal - half), min(len(seg) - 1, ideal + half + 1)
+            if lo >= hi:
+                continue
+            cut = lo + int(np.argmin(mean_hu[seg[lo:hi]]))
+            cuts.append(cut)
+            start = cut
+        out += [piece for piece in np.split(seg, cuts) if len(piece)]
+    return out
+
+
+def column_instances(hu: np.ndarray, prob: np.ndarray, index: np.ndarray, reference: Image,
+                     threshold: float = 0.5, min_voxels: int = 20, min_bone_hu: float = 150.0
+                     ) -> tuple[list[Instance], np.ndarray]:
+    """Split the detected column (``prob`` > ``threshold``) into vertebrae at its discs.
+
+    Returns the instances head to feet and a map (canonical grid) of the instance number + 1
+    of every detected voxel in an instance's slice range (0 elsewhere). Slices darker than half
+    the instance's median HU (the disc halves at its ends, air beyond a column's end) do not
+    vote for the centroid. A run without bone (max HU < ``min_bone_hu``) is no vertebra."""
+    mask = prob > threshold
+    counts = mask.sum(axis=(1, 2))
+    zs = np.flatnonzero(counts >= min_voxels)
+    owner = np.zeros(mask.shape, np.int16)
+    if not len(zs):
+        return [], owner
+    mean_hu = np.full(hu.shape[0], np.nan)
+    med_idx = np.full(hu.shape[0], np.nan)
+    for z in zs:
+        mean_hu[z] = float(hu[z][mask[z]].mean())
+        med_idx[z] = float(np.median(index[z][mask[z]]))
+    spacing = float(reference.spacing[2])
+    found: list[tuple[np.ndarray, np.ndarray]] = []  # (voting slices, all slices)
+    for run in np.split(zs, np.flatnonzero(np.diff(zs) > 1) + 1):
+        if len(run) * spacing < 10.0:  # a fragment, not a vertebra
+            continue
+        bounds = [0] + disc_dips(mean_hu[run], spacing) + [len(run)]
+        segs = [run[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        segs = [seg for seg in segs if len(seg) and float(np.max(mean_hu[seg])) >= min_bone_hu]
+        for seg in split_long(segs, mean_hu):
+            voting = seg[mean_hu[seg] >= 0.5 * float(np.median(mean_hu[seg]))]
+            found.append((voting, seg))
+    found.sort(key=lambda f: -float(f[1].mean()))  # head first (z grows towards the head)
+    out = []
+    for n, (voting, seg) in enumerate(found):
+        sel = np.zeros(mask.shape, bool)
+        sel[voting] = mask[voting]
+        centroid = reference.index_to_physical(np.median(np.argwhere(sel), axis=0)[::-1])
+        out.append(Instance(seg, centroid, float(np.median(med_idx[voting])), float(prob[sel].mean())))
+        owner[seg] = np.where(mask[seg], n + 1, owner[seg])
+    return out, owner
+
+
+def rib_score(hu: np.ndarray, reference: Image, centroid: np.ndarray, lateral_mm: tuple[float, float] = (45.0, 90.0),
+              z_mm: tuple[float, float] = (-30.0, 8.0), ap_mm: tuple[float, float] = (-20.0, 50.0),
+              bone_hu: float = 200.0) -> float | None:
+    """Bone volume (mm^3) lateral to a vertebra where its ribs run, the smaller of the two sides.
+
+    The windows are relative to the centroid (LPS mm on the canonical grid): ``lateral_mm`` from
+    the midline, ``z_mm`` (ribs leave at the body's level and run downwards), ``ap_mm`` (from
+    the body to behind the canal). None when the window does not fit in the field of view (cut
+    off in z, or less than 20 mm of it laterally on a side): unknown, not "no rib"."""
+    sp = np.asarray(reference.spacing, float)
+    o = np.asarray(reference.origin, float)
+    nz, ny, nx = hu.shape
+    zs = np.arange(nz) * sp[2] + o[2] - centroid[2]
+    ys = np.arange(ny) * sp[1] + o[1] - centroid[1]
+    xs = np.arange(nx) * sp[0] + o[0] - centroid[0]
+    if zs.min() > z_mm[0] or zs.max() < z_mm[1] or -xs.min() < lateral_mm[0] + 20 or xs.max() < lateral_mm[0] + 20:
+        return None
+    zsel = (zs >= z_mm[0]) & (zs <= z_mm[1])
+    ysel = (ys >= ap_mm[0]) & (ys <= ap_mm[1])
+    sides = []
+    for side in (-1.0, 1.0):
+        xsel = (side * xs >= lateral_mm[0]) & (side * xs <= lateral_mm[1])
+        sides.append(float((hu[np.ix_(zsel, ysel, xsel)] > bone_hu).sum() * np.prod(sp)))
+    return min(sides)
+
+
+def rib_shift(labels: list[int], scores: list[float | None], relative: float = 0.4, min_mm3: float = 500.0,
+              max_shift: int = 2) -> int:
+    """The label shift (added to every label) that makes the rib pattern agree with T1-T12.
+
+    ``labels`` are consecutive head to feet, ``scores`` their :func:`rib_score` (None =
+    unknown). A vertebra has a rib when its score is at least ``relative`` times the highest
+    (and that at least ``min_mm3``). Only a clean pattern moves labels: one run of rib-bearing
+    vertebrae, some without, and a shift of at most ``max_shift`` after which every vertebra
+    agrees. Otherwise 0: bone beside the column that is not a rib (shoulders, pelvis) breaks
+    the pattern rather than moving the numbering."""
+    known = [(lab, s) for lab, s in zip(labels, scores, strict=True) if s is not None]
+    if len(known) < 2:
+        return 0
+    top = max(s for _, s in known)
+    if top < min_mm3:
+        return 0
+    flags = [s >= relative * top for _, s in known]
+    where = np.flatnonzero(flags)
+    if all(flags) or len(np.split(where, np.flatnonzero(np.diff(where) > 1) + 1)) != 1:
+        return 0
+
+    def cost(shift: int) -> int:
+        return sum(f != ((lab + shift) in RIB_LEVELS) for (lab, _), f in zip(known, flags, strict=True))
+
+    best = min(range(-max_shift, max_shift + 1), key=lambda s: (cost(s), abs(s)))
+    return best if cost(best) == 0 else 0
+
+
+def label_instances(instances: list[Instance], hu: np.ndarray | None = None, reference: Image | None = None,
+                    use_ribs: bool = True) -> tuple[list[int | None], int]:
+    """VerSe labels of the instances (head to feet; None = dropped) and the rib shift applied.
+
+    Consecutive numbering with the offset that best fits the network's medians
+    (``round(median(m_i - i))``); an instance at either end whose median is more than 2.5 levels
+    off that line is dropped (a fragment beyond the column). With ``hu`` and ``reference`` the
+    rib pattern may shift the numbering (:func:`rib_shift`); the end instances' rib scores are
+    not used (a vertebra cut by the field of view shows a partial rib)."""
+    n = len(instances)
+    if not n:
+        return [], 0
+    m = np.array([inst.median_index for inst in instances])
+    offset = int(np.round(np.median(m - np.arange(n))))
+    keep = [i for i in range(n) if 0 < i < n - 1 or abs(m[i] - (offset + i)) <= 2.5]
+    shift = 0
+    if use_ribs and hu is not None and reference is not None:
+        scores = [rib_score(hu, reference, instances[i].centroid) if 0 < i < n - 1 else None for i in keep]
+        shift = rib_shift([offset + i for i in keep], scores)
+    labels: list[int | None] = [None] * n
+    for i in keep:
+        lab = offset + i + shift
+        if lab >= anatomy.vertebra_label("L6"):
+            # after L5 comes S1: a transitional L6 is rare and never in the training phantoms, so
+            # the network cannot tell it; the sacrum ends the run
+            lab = anatomy.vertebra_label("S1") if lab == anatomy.vertebra_label("L6") else None
+        if lab is not None and lab in anatomy.VERTEBRAE:
+            labels[i] = lab
+    return labels, shift

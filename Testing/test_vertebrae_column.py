@@ -1,0 +1,183 @@
+"""Disc instances and the rib anchor of vertebra labelling ("discs" fusion): exact answers on
+tiny synthetic profiles and columns (canonical 2 mm grids)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from SpineAILib import anatomy
+from SpineAILib.io import Image
+from SpineAILib.vertebrae.column import (
+    column_instances,
+    disc_dips,
+    label_instances,
+    rib_score,
+    rib_shift,
+)
+from SpineAILib.vertebrae.predict import fuse
+
+T = anatomy.vertebra_label
+
+
+def _profile(lengths, disc=3, body=300.0, endplate=500.0, disc_hu=90.0):
+    """A column's slice profile: bodies of ``lengths`` slices (bright endplates at both ends, a
+    shallow 260 HU dip in the middle), ``disc`` slices of disc between them. Returns the
+    profile and each disc's first slice."""
+    p, starts = [], []
+    for k, n in enumerate(lengths):
+        b = np.full(n, body)
+        b[0] = b[-1] = endplate
+        b[n // 2] = 260.0  # not a disc: only 13 % below the bodies
+        p += list(b)
+        if k < len(lengths) - 1:
+            starts.append(len(p))
+            p += [disc_hu] * disc
+    return np.array(p), starts
+
+
+def test_disc_dips_are_the_discs_not_dips_inside_a_body():
+    prof, starts = _profile([8, 10, 12, 14, 16])
+    assert disc_dips(prof, 2.0) == starts
+    assert disc_dips(prof[::-1], 2.0) == sorted(len(prof) - 1 - (s + 2) for s in starts)  # flat bottom: first slice
+    assert disc_dips(np.full(30, 300.0), 2.0) == []  # a column without discs (one body)
+    weak, _ = _profile([10, 10], disc_hu=200.0)  # a disc only 33 % darker than the bodies: not split
+    assert disc_dips(weak, 2.0) == []
+
+
+def _column(labels_head_to_feet, index_offset=0.0, slip=None, ribs=(), size=(22, 60, 60)):
+    """A canonical 2 mm grid with a straight column of 10-slice bodies and 3-slice discs, from
+    the feet (z = 0) up; the detection covers the column and the identification network's
+    index is the true label + ``index_offset`` (+ ``slip`` = {label: extra}). ``ribs``: labels
+    that get a bone bar 50-80 mm to both sides, 10 mm below their centre."""
+    n = len(labels_head_to_feet)
+    nz = n * 13 + 6
+    ref = Image(np.zeros((nz, size[1], size[2]), np.float32), (2.0, 2.0, 2.0), (-size[2] + 1.0, -60.0, 0.0))
+    hu = np.full(ref.array.shape, -50.0, np.float32)
+    prob = np.zeros_like(hu)
+    index = np.zeros_like(hu)
+    centres = {}
+    cy, cx = 30, size[2] // 2
+    for k, lab in enumerate(labels_head_to_feet[::-1]):  # feet first
+        z0 = 3 + 13 * k
+        body = slice(z0, z0 + 10)
+        hu[body, cy - 6:cy + 6, cx - 6:cx + 6] = 300.0
+        hu[z0, cy - 6:cy + 6, cx - 6:cx + 6] = hu[z0 + 9, cy - 6:cy + 6, cx - 6:cx + 6] = 600.0
+        hu[z0 + 10:z0 + 13, cy - 6:cy + 6, cx - 6:cx + 6] = 90.0  # the disc above
+        index[z0:z0 + 13, cy - 6:cy + 6, cx - 6:cx + 6] = lab + index_offset + (slip or {}).get(lab, 0.0)
+        centres[lab] = ref.index_to_physical(np.array([[cx - 0.5, cy - 0.5, z0 + 4.5]]))[0]
+        if lab in ribs:
+            zr = z0 + 4 - 5
+            hu[zr - 1:zr + 2, cy:cy + 10, :cx - 25] = 400.0
+            hu[zr - 1:zr + 2, cy:cy + 10, cx + 25:] = 400.0
+    top = 3 + 13 * (n - 1) + 10
+    prob[3:top, cy - 6:cy + 6, cx - 6:cx + 6] = 0.9
+    return ref, hu, prob, index, centres
+
+
+def test_column_instances_one_per_vertebra_at_the_body_centres():
+    labs = [T("L1"), T("L2"), T("L3"), T("L4")]
+    ref, hu, prob, index, centres = _column(labs)
+    inst, owner = column_instances(hu, prob, index, ref)
+    assert len(inst) == 4
+    for got, lab in zip(inst, labs, strict=True):  # head to feet
+        np.testing.assert_allclose(got.centroid, centres[lab], atol=1.01)  # within half a slice (2 mm grid)
+        assert got.median_index == pytest.approx(lab)
+    assert set(np.unique(owner)) == {0, 1, 2, 3, 4}
+
+
+def test_consecutive_labels_undo_the_networks_offset_and_slips():
+    """The network reads L1-L4 as 0.45 too high with L2 slipping by another 0.3 (per-vertebra
+    rounding: L1 L3 L3 L4, L2 lost). The instances keep one label each, consecutively."""
+    labs = [T("L1"), T("L2"), T("L3"), T("L4")]
+    ref, hu, prob, index, centres = _column(labs, index_offset=0.45, slip={T("L2"): 0.3})
+    slice_mode = fuse(prob, index, ref, mode="slice")[0]
+    assert T("L2") not in slice_mode
+    cents, conf, voted = fuse(prob, index, ref, hu=hu)
+    assert sorted(cents) == sorted(labs)
+    for lab in labs:
+        np.testing.assert_allclose(cents[lab], centres[lab], atol=1.01)
+    assert set(np.unique(voted)) - {0} == set(labs)
+    assert all(0 <= c <= 1 for c in conf.values())
+    with pytest.raises(ValueError, match="needs the CT"):
+        fuse(prob, index, ref)
+
+
+def test_ribs_fix_the_numbering_at_the_thoracolumbar_transition():
+    """T10-L3 read one level too high everywhere (T11-L4): the ribs of T10-T12 and their absence
+    on L1-L3 put the numbering back; with the ribs hidden the network's numbering stays."""
+    labs = [T("T10"), T("T11"), T("T12"), T("L1"), T("L2"), T("L3")]
+    ref, hu, prob, index, centres = _column(labs, index_offset=1.0, ribs={T("T10"), T("T11"), T("T12")},
+                                            size=(0, 60, 120))
+    cents = fuse(prob, index, ref, hu=hu)[0]
+    assert sorted(cents) == sorted(labs)
+    ref, hu, prob, index, centres = _column(labs, index_offset=1.0, size=(0, 60, 120))
+    no_ribs = fuse(prob, index, ref, hu=hu)[0]
+    assert sorted(no_ribs) == sorted(lab + 1 for lab in labs)
+
+
+def test_rib_shift_only_for_a_clean_pattern():
+    """Seven vertebrae that are really T10..L4 (ribs on the first three), numbered from
+    ``first``: the shift that makes the ribs agree with T1-T12, within 2 levels, for one run."""
+    r, o = 4000.0, 100.0
+    flags = [r, r, r, o, o, o, o]
+
+    def numbered(first):
+        return list(range(T(first), T(first) + 7))
+
+    assert rib_shift(numbered("T10"), flags) == 0  # right already
+    assert rib_shift(numbered("T9"), flags) == 1
+    assert rib_shift(numbered("T11"), flags) == -1
+    assert rib_shift(numbered("T8"), flags) == 2
+    assert rib_shift(numbered("T7"), flags) == 0  # 3 levels off: beyond what the ribs may move
+    assert rib_shift(numbered("T9"), [r, o, r, o, o, o, o]) == 0  # two runs (shoulder, pelvis): not ribs
+    assert rib_shift(numbered("T9"), [r] * 7) == 0  # no transition in view
+    assert rib_shift(numbered("T9"), [o] * 7) == 0
+    assert rib_shift(numbered("T9"), [None, None, r, o, None, None, None]) == 1  # unknowns do not vote
+    assert rib_shift(numbered("T9"), [None] * 7) == 0
+
+
+def test_rib_score_is_unknown_where_the_window_leaves_the_field_of_view():
+    labs = [T("T11"), T("T12"), T("L1"), T("L2")]
+    ref, hu, prob, index, centres = _column(labs, ribs={T("T11"), T("T12")}, size=(0, 60, 120))
+    assert rib_score(hu, ref, centres[T("T12")]) > 500
+    assert rib_score(hu, ref, centres[T("L1")]) == 0.0
+    narrow = Image(hu[:, :, 30:90], ref.spacing, (ref.origin[0] + 60.0, ref.origin[1], ref.origin[2]))  # x +-60 mm
+    assert rib_score(narrow.array, narrow, centres[T("T12")]) is None  # 60 mm wide: no room for ribs
+    low = centres[T("L2")]
+    assert rib_score(hu, ref, low) is None  # the window runs 30 mm below, out of the volume
+
+
+def test_label_instances_drops_a_fragment_beyond_the_column():
+    labs = [T("L2"), T("L3"), T("L4")]
+    ref, hu, prob, index, centres = _column(labs)
+    inst, _ = column_instances(hu, prob, index, ref)
+    inst[-1].median_index = 3.0  # the last "vertebra" reads as C3: not part of this run
+    got, shift = label_instances(inst)
+    assert got == [T("L2"), T("L3"), None] and shift == 0
+
+
+def test_after_l5_comes_s1_and_nothing_below():
+    labs = [T("L4"), T("L5"), T("S1")]
+    ref, hu, prob, index, centres = _column(labs)
+    inst, _ = column_instances(hu, prob, index, ref)
+    for k, v in enumerate((22.6, 23.6, 24.6)):  # the network's index ~0.4 low: L4 L5 L6 when rounded
+        inst[k].median_index = v
+    assert label_instances(inst)[0] == [T("L4"), T("L5"), T("S1")]
+    for k, v in enumerate((24.0, 25.0, 26.0)):  # numbered L5 L6 S1: the sacrum ends the run
+        inst[k].median_index = v
+    assert label_instances(inst)[0] == [T("L5"), T("S1"), None]
+
+
+def test_a_missed_disc_is_split_at_the_darkest_slice():
+    """Bodies of 10 slices; between the 2nd and 3rd the disc is too faint for a dip (bridged):
+    the 21-slice segment is twice its neighbours and is cut at that faint disc; a run of equal
+    bodies is left alone."""
+    from SpineAILib.vertebrae.column import split_long
+
+    prof = np.full(60, 300.0)
+    prof[30] = 250.0  # the faint disc between slices 20-29 and 31-40
+    segs = [np.arange(0, 10), np.arange(10, 20), np.arange(20, 41), np.arange(41, 51), np.arange(51, 60)]
+    out = split_long(segs, prof)
+    assert [(int(s[0]), int(s[-1])) for s in out] == [(0, 9), (10, 19), (20, 29), (30, 40), (41, 50), (51, 59)]
+    assert len(split_long(segs[:2] + segs[3:], prof)) == 4
