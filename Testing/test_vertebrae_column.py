@@ -135,6 +135,9 @@ def test_rib_shift_only_for_a_clean_pattern():
     assert rib_shift(numbered("T9"), [o] * 7) == 0
     assert rib_shift(numbered("T9"), [None, None, r, o, None, None, None]) == 1  # unknowns do not vote
     assert rib_shift(numbered("T9"), [None] * 7) == 0
+    # a partly seen rib (between 10 and 40 % of the highest) is undecided, not "no rib"
+    assert rib_shift(numbered("T9"), [r, r, 0.25 * r, o, o, o, o]) == 1
+    assert rib_shift(numbered("T10"), [r, r, 0.25 * r, o, o, o, o]) == 0
 
 
 def test_rib_score_is_unknown_where_the_window_leaves_the_field_of_view():
@@ -142,8 +145,8 @@ def test_rib_score_is_unknown_where_the_window_leaves_the_field_of_view():
     ref, hu, prob, index, centres = _column(labs, ribs={T("T11"), T("T12")}, size=(0, 60, 120))
     assert rib_score(hu, ref, centres[T("T12")]) > 500
     assert rib_score(hu, ref, centres[T("L1")]) == 0.0
-    narrow = Image(hu[:, :, 30:90], ref.spacing, (ref.origin[0] + 60.0, ref.origin[1], ref.origin[2]))  # x +-60 mm
-    assert rib_score(narrow.array, narrow, centres[T("T12")]) is None  # 60 mm wide: no room for ribs
+    narrow = Image(hu[:, :, 36:84], ref.spacing, (ref.origin[0] + 72.0, ref.origin[1], ref.origin[2]))  # x +-48 mm
+    assert rib_score(narrow.array, narrow, centres[T("T12")]) is None  # +-48 mm: the rib window starts at 45
     low = centres[T("L2")]
     assert rib_score(hu, ref, low) is None  # the window runs 30 mm below, out of the volume
 

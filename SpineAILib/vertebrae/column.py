@@ -144,20 +144,22 @@ def column_instances(hu: np.ndarray, prob: np.ndarray, index: np.ndarray, refere
 
 def rib_score(hu: np.ndarray, reference: Image, centroid: np.ndarray, lateral_mm: tuple[float, float] = (45.0, 90.0),
               z_mm: tuple[float, float] = (-30.0, 8.0), ap_mm: tuple[float, float] = (-20.0, 50.0),
-              bone_hu: float = 200.0) -> float | None:
+              bone_hu: float = 200.0, min_cover_mm: float = 5.0) -> float | None:
     """Bone volume (mm^3) lateral to a vertebra where its ribs run, the smaller of the two sides.
 
     The windows are relative to the centroid (LPS mm on the canonical grid): ``lateral_mm`` from
     the midline, ``z_mm`` (ribs leave at the body's level and run downwards), ``ap_mm`` (from
     the body to behind the canal). None when the window does not fit in the field of view (cut
-    off in z, or less than 20 mm of it laterally on a side): unknown, not "no rib"."""
+    off in z, or less than ``min_cover_mm`` of it laterally on a side): unknown, not "no rib".
+    (On 40 validation phantoms 5 mm identified 94.4 %, 10 or 20 mm 93.1 %: many fields of view
+    are narrow, and a partly seen rib still counts against the other levels of the same scan.)"""
     sp = np.asarray(reference.spacing, float)
     o = np.asarray(reference.origin, float)
     nz, ny, nx = hu.shape
     zs = np.arange(nz) * sp[2] + o[2] - centroid[2]
     ys = np.arange(ny) * sp[1] + o[1] - centroid[1]
     xs = np.arange(nx) * sp[0] + o[0] - centroid[0]
-    if zs.min() > z_mm[0] or zs.max() < z_mm[1] or -xs.min() < lateral_mm[0] + 20 or xs.max() < lateral_mm[0] + 20:
+    if zs.min() > z_mm[0] or zs.max() < z_mm[1] or min(-xs.min(), xs.max()) < lateral_mm[0] + min_cover_mm:
         return None
     zsel = (zs >= z_mm[0]) & (zs <= z_mm[1])
     ysel = (ys >= ap_mm[0]) & (ys <= ap_mm[1])
@@ -168,15 +170,16 @@ def rib_score(hu: np.ndarray, reference: Image, centroid: np.ndarray, lateral_mm
     return min(sides)
 
 
-def rib_shift(labels: list[int], scores: list[float | None], relative: float = 0.4, min_mm3: float = 500.0,
-              max_shift: int = 2) -> int:
+def rib_shift(labels: list[int], scores: list[float | None], relative: float = 0.4, absent: float = 0.1,
+              min_mm3: float = 500.0, max_shift: int = 2) -> int:
     """The label shift (added to every label) that makes the rib pattern agree with T1-T12.
 
     ``labels`` are consecutive head to feet, ``scores`` their :func:`rib_score` (None =
     unknown). A vertebra has a rib when its score is at least ``relative`` times the highest
-    (and that at least ``min_mm3``). Only a clean pattern moves labels: one run of rib-bearing
-    vertebrae, some without, and a shift of at most ``max_shift`` after which every vertebra
-    agrees. Otherwise 0: bone beside the column that is not a rib (shoulders, pelvis) breaks
+    (and that at least ``min_mm3``), none when at most ``absent`` times it; in between it is
+    undecided (a rib cut by the field of view, the next level's rib running into the window).
+    Only a clean pattern moves labels: one run of rib-bearing vertebrae, some without, and a
+    shift of at most ``max_shift`` after which every vertebra agrees. Otherwise 0: bone beside the column that is not a rib (shoulders, pelvis) breaks
     the pattern rather than moving the numbering."""
     known = [(lab, s) for lab, s in zip(labels, scores, strict=True) if s is not None]
     if len(known) < 2:
@@ -184,6 +187,9 @@ def rib_shift(labels: list[int], scores: list[float | None], relative: float = 0
     top = max(s for _, s in known)
     if top < min_mm3:
         return 0
+    # between ``absent`` and ``relative`` of the highest: undecided (a rib cut by the field of
+    # view, the next level's rib running down into the window)
+    known = [(lab, s) for lab, s in known if s >= relative * top or s <= absent * top]
     flags = [s >= relative * top for _, s in known]
     where = np.flatnonzero(flags)
     if all(flags) or len(np.split(where, np.flatnonzero(np.diff(where) > 1) + 1)) != 1:
@@ -203,8 +209,8 @@ def label_instances(instances: list[Instance], hu: np.ndarray | None = None, ref
     Consecutive numbering with the offset that best fits the network's medians
     (``round(median(m_i - i))``); an instance at either end whose median is more than 2.5 levels
     off that line is dropped (a fragment beyond the column). With ``hu`` and ``reference`` the
-    rib pattern may shift the numbering (:func:`rib_shift`); the end instances' rib scores are
-    not used (a vertebra cut by the field of view shows a partial rib)."""
+    rib pattern may shift the numbering (:func:`rib_shift`; a vertebra cut by the field of view
+    shows a partial rib, which its undecided band leaves out)."""
     n = len(instances)
     if not n:
         return [], 0
@@ -213,7 +219,7 @@ def label_instances(instances: list[Instance], hu: np.ndarray | None = None, ref
     keep = [i for i in range(n) if 0 < i < n - 1 or abs(m[i] - (offset + i)) <= 2.5]
     shift = 0
     if use_ribs and hu is not None and reference is not None:
-        scores = [rib_score(hu, reference, instances[i].centroid) if 0 < i < n - 1 else None for i in keep]
+        scores = [rib_score(hu, reference, instances[i].centroid) for i in keep]
         shift = rib_shift([offset + i for i in keep], scores)
     labels: list[int | None] = [None] * n
     for i in keep:
