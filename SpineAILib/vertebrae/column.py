@@ -179,8 +179,9 @@ def rib_shift(labels: list[int], scores: list[float | None], relative: float = 0
     (and that at least ``min_mm3``), none when at most ``absent`` times it; in between it is
     undecided (a rib cut by the field of view, the next level's rib running into the window).
     Only a clean pattern moves labels: one run of rib-bearing vertebrae, some without, and a
-    shift of at most ``max_shift`` after which every vertebra agrees. Otherwise 0: bone beside the column that is not a rib (shoulders, pelvis) breaks
-    the pattern rather than moving the numbering."""
+    shift of at most ``max_shift`` after which every vertebra agrees. Otherwise 0: bone beside
+    the column that is not a rib (shoulders, pelvis) breaks the pattern rather than moving the
+    numbering."""
     known = [(lab, s) for lab, s in zip(labels, scores, strict=True) if s is not None]
     if len(known) < 2:
         return 0
