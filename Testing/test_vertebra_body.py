@@ -201,7 +201,8 @@ def test_scene_output_real_mrml():
     m2[10:18, 5:15, 5:20] = True
     h = {"anterior": 16.0, "middle": 20.0, "posterior": 20.0}
     r1 = BodyResult("L2 vertebral body", 21, np.zeros(3), m1, 30.0, 210.0, h, genant(16, 20, 20))
-    r2 = BodyResult("Vertebral body 2", None, np.zeros(3), m2, 31.0, 220.0, h, None)
+    r2 = BodyResult("Vertebral body 2", None, np.zeros(3), m2, 31.0, 220.0, h, None,
+                    warnings=["Only 2 of the 6 height ends lie on an endplate edge in the CT"])
     scene = new_scene()
     vol = add_volume(scene, img, "CT")
     nodes = write_body_results(scene, img, [r1, r2], vol)
@@ -209,6 +210,7 @@ def test_scene_output_real_mrml():
     assert (arrays["L2 vertebral body"] == m1).all() and (arrays["Vertebral body 2"] == m2).all()
     cols = table_columns(nodes["table"])
     assert cols["Genant"] == ["mild", "not graded"] and cols["Height loss (%)"] == [20.0, 0.0]
+    assert cols["Notes"] == ["", "Only 2 of the 6 height ends lie on an endplate edge in the CT"]  # why not graded
     node, seg_id = add_body_segment(scene, img, r2, vol, nodes["segmentation"])
     assert node is nodes["segmentation"] and node.GetSegmentation().GetNumberOfSegments() == 3 and seg_id
     assert measurement_columns([r1])["Anterior height (mm)"] == [16.0]

@@ -92,7 +92,8 @@ class VertebralBodyWidget(SpineAICommon.TaskWidgetMixin, ScriptedLoadableModuleW
                 g = result.genant.label if result.genant else "not graded"
                 self.ui.statusLabel.text = (f"{result.name}: {result.volume_ml:.1f} ml, heights "
                                             f"{result.heights['anterior']:.1f}/{result.heights['middle']:.1f}/"
-                                            f"{result.heights['posterior']:.1f} mm, Genant {g} ({result.seconds:.1f} s)")
+                                            f"{result.heights['posterior']:.1f} mm, Genant {g} ({result.seconds:.1f} s)"
+                                            + "".join(f"\n{w}" for w in result.warnings))
         except Exception:  # noqa: BLE001 - the error was shown; keep the scene consistent
             caller.RemoveNthControlPoint(index)
 

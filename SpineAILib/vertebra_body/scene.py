@@ -30,7 +30,9 @@ def measurement_columns(results: list[BodyResult]) -> dict[str, list]:
             "Posterior height (mm)": [round(r.heights["posterior"], 2) for r in results],
             "Height loss (%)": [round(100 * r.genant.height_loss, 1) if r.genant else 0.0 for r in results],
             "Genant": [g(r, "label") for r in results],
-            "Deformity": [g(r, "deformity", "") for r in results]}
+            "Deformity": [g(r, "deformity", "") for r in results],
+            # why a body is not graded (heights the CT does not confirm, ...): the reader needs it
+            "Notes": ["; ".join(r.warnings) for r in results]}
 
 
 def add_body_segment(scene, image: Image, result: BodyResult, reference_volume=None, segmentation_node=None,
