@@ -80,3 +80,38 @@ def test_default_models_dir(monkeypatch, tmp_path):
     assert default_models_dir().parts[-2:] == ("Resources", "Models")
     monkeypatch.setenv("SPINEAI_MODELS", str(tmp_path))
     assert default_models_dir() == tmp_path
+
+
+def test_refresh_card_metrics_keeps_the_weights(tmp_path):
+    """`python -m SpineAILib.training.export metrics`: the CT cards' evaluation comes from the
+    benchmark reports; weights, sha256 and training record stay as they were."""
+    import json
+    import shutil
+
+    from SpineAILib.models import default_models_dir, load_card
+    from SpineAILib.models.registry import verify_weights
+    from SpineAILib.training.export import refresh_card_metrics
+
+    models = tmp_path / "models"
+    models.mkdir()
+    for name in ("vertebra_detection", "vertebra_identification"):
+        card = load_card(name)
+        shutil.copyfile(default_models_dir() / f"{name}.json", models / f"{name}.json")
+        shutil.copyfile(default_models_dir() / card.weights, models / card.weights)
+    bench = tmp_path / "benchmarks"
+    (bench / "vertebrae_phantoms").mkdir(parents=True)
+    (bench / "vertebrae_real").mkdir()
+    summary = {"all": {"n": 10, "id_rate": 0.5}}
+    (bench / "vertebrae_phantoms" / "vertebrae_eval.json").write_text(
+        json.dumps({"machine": {"commit": "abc1234"}, "summary": summary, "cases": []}), encoding="utf-8")
+    (bench / "vertebrae_real" / "vertebrae_eval.json").write_text(
+        json.dumps({"cases": [{"case": "real1", "summary": {"all": {"n": 3, "id_rate": 0.0}}}]}), encoding="utf-8")
+    before = load_card(models / "vertebra_detection.json")
+    written = refresh_card_metrics(models, bench)
+    assert sorted(p.name for p in written) == ["vertebra_detection.json", "vertebra_identification.json"]
+    after = load_card(models / "vertebra_detection.json")
+    ev = after.metrics["evaluation"]
+    assert ev["held_out_phantoms_20"] == summary and ev["real_samples"] == {"real1": {"n": 3, "id_rate": 0.0}}
+    assert ev["measured"] == {"commit": "abc1234"}
+    assert after.sha256 == before.sha256 and after.training == before.training
+    verify_weights(after)

@@ -174,7 +174,9 @@ def refresh_card_metrics(models_dir: Path, benchmarks: Path) -> list[Path]:
         strip = {k: v for k, v in body.get("genant", {}).items() if k != "rows"}
         card = load_card("vertebral_body", models_dir)
         card.metrics["evaluation"] = {
-            "held_out_phantoms_conditions": body.get("conditions"), "genant": strip,
+            "held_out_phantoms_conditions": {c: {k: v for k, v in d.items() if k != "rows"}
+                                             for c, d in body.get("conditions", {}).items()},
+            "genant": strip,
             "genant_48_phantoms": {k: v for k, v in g48.get("genant", {}).items() if k != "rows"},
             "real_crops": body.get("real"), "measured": body.get("machine", {}),
             "source": "docs/benchmarks/vertebral_body*/vertebral_body_eval.json"}
