@@ -136,7 +136,14 @@ def body_core(mask: np.ndarray, spacing, radius_mm: float = 3.0) -> np.ndarray:
     r = [max(1, int(round(radius_mm / s))) for s in spacing[::-1]]  # array order z, y, x
     grid = np.mgrid[tuple(slice(-k, k + 1) for k in r)]
     ball = sum((g * s) ** 2 for g, s in zip(grid, spacing[::-1], strict=True)) <= radius_mm**2 + 1e-6
-    core = ndimage.binary_opening(mask, ball)
+    if not mask.any():
+        return mask
+    nz = np.argwhere(mask)  # opened within the mask's bounding box (+ the ball): 10x less work
+    lo = np.maximum(nz.min(0) - np.array(r) - 1, 0)
+    hi = np.minimum(nz.max(0) + np.array(r) + 2, mask.shape)
+    box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+    core = np.zeros_like(mask, dtype=bool)
+    core[box] = ndimage.binary_opening(mask[box], ball)
     lab, n = ndimage.label(core)
     if n > 1:
         core = lab == 1 + int(np.argmax(ndimage.sum(core, lab, range(1, n + 1))))
@@ -173,7 +180,18 @@ def measure_heights(mask: Image, si_axis: np.ndarray | None = None, step_mm: flo
     t = np.arange(-reach, reach, step_mm)
     out = {"volume_ml": float(arr.sum() * np.prod(m.spacing) / 1000.0)}
     shape = np.array(arr.shape[::-1])
-    volume = None if hu is None else hu.as_3d().array.astype(np.float32)  # converted once, sampled 9 times
+    volume, offset = None, np.zeros(3)
+    if hu is not None:
+        # the CT around the mask only (12 voxels of margin: the lines reach 5 mm past the body),
+        # spline-prefiltered once for the 9 cubic samplings: a click's time is mostly here
+        from scipy import ndimage
+
+        nz = np.argwhere(arr)
+        lo = np.maximum(nz.min(0) - 12, 0)
+        hi = np.minimum(nz.max(0) + 13, arr.shape)
+        box = hu.as_3d().array[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]].astype(np.float32)
+        volume = ndimage.spline_filter(box, order=3, mode="nearest", output=np.float32)
+        offset = lo.astype(float)  # array (z, y, x) index of the box's first voxel
     if volume is not None:
         out["edges_found"] = 0  # of the 6 height ends, those confirmed by an endplate edge in the CT
     for key, frac in MEASURE_AT.items():
@@ -196,8 +214,8 @@ def measure_heights(mask: Image, si_axis: np.ndarray | None = None, step_mm: flo
             # deformities vary antero-posteriorly)
             from scipy import ndimage
 
-            prof = np.mean([ndimage.map_coordinates(volume, m.physical_to_index(line + d * lateral)[:, ::-1].T,
-                                                    order=3, mode="nearest")
+            prof = np.mean([ndimage.map_coordinates(volume, m.physical_to_index(line + d * lateral)[:, ::-1].T
+                                                    - offset[:, None], order=3, mode="nearest", prefilter=False)
                             for d in (-1.0, 0.0, 1.0)], axis=0)  # cubic: less blur than linear
             lo_end, hi_end = float(t[inside].min()), float(t[inside].max())
             hi, lo = find_edge(t, prof, hi_end, +1, refine_mm), find_edge(t, prof, lo_end, -1, refine_mm)
