@@ -254,8 +254,10 @@ def test_locate_end_to_end_on_a_heldout_phantom(heldout_phantom):
     res = locate(ph.image, device="cpu")
     rows = match(res.centroids, ph.body_centers)
     s = summarize(rows)["all"]
-    assert s["id_rate"] >= 0.75, rows  # 11 of 12 with the shipped models
-    assert s["error_median_mm"] < 6.0
+    # 12 of 12, median error 1.1 mm with the shipped models and the disc/rib fusion (the slice
+    # median gave 11 of 12); one vertebra of slack
+    assert s["id_rate"] >= 11 / 12, rows
+    assert s["error_median_mm"] < 3.0
     assert res.labels.same_grid(ph.image)
     assert set(np.unique(res.labels.array)) - {0} <= set(res.centroids)
     assert all(0 <= c <= 1 for c in res.confidence.values())
