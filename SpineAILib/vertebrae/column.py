@@ -67,8 +67,10 @@ def disc_dips(profile: np.ndarray, spacing_mm: float, ratio: float = 0.6, min_ga
     return dips
 
 
-def _bone_length(seg: np.ndarray, mean_hu: np.ndarray) -> int:
-    return int((mean_hu[seg] >= 0.5 * float(np.median(mean_hu[seg]))).sum())
+def _bone_slices(seg: np.ndarray, mean_hu: np.ndarray) -> np.ndarray:
+    """The slices of a segment at least half as bright as its median: the vertebra without the
+    disc halves at its ends (or air beyond a column's end)."""
+    return seg[mean_hu[seg] >= 0.5 * float(np.median(mean_hu[seg]))]
 
 
 def split_long(segs: list[np.ndarray], mean_hu: np.ndarray, factor: float = 1.6, max_parts: int = 3
@@ -77,7 +79,7 @@ def split_long(segs: list[np.ndarray], mean_hu: np.ndarray, factor: float = 1.6,
     length of up to two segments on each side) into ``round(length / neighbours)`` parts, each
     cut at the darkest slice near the even split: a disc the dips missed (a narrow or bridged
     one; C1-C2 have none) would otherwise merge two vertebrae and shift every label after it."""
-    lengths = [_bone_length(seg, mean_hu) for seg in segs]
+    lengths = [len(_bone_slices(seg, mean_hu)) for seg in segs]
     out = []
     for j, seg in enumerate(segs):
         neigh = [lengths[k] for k in range(max(0, j - 2), min(len(segs), j + 3)) if k != j]
@@ -128,16 +130,15 @@ def column_instances(hu: np.ndarray, prob: np.ndarray, index: np.ndarray, refere
         bounds = [0] + disc_dips(mean_hu[run], spacing) + [len(run)]
         segs = [run[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
         segs = [seg for seg in segs if len(seg) and float(np.max(mean_hu[seg])) >= min_bone_hu]
-        for seg in split_long(segs, mean_hu):
-            voting = seg[mean_hu[seg] >= 0.5 * float(np.median(mean_hu[seg]))]
-            found.append((voting, seg))
+        found += [(_bone_slices(seg, mean_hu), seg) for seg in split_long(segs, mean_hu)]
     found.sort(key=lambda f: -float(f[1].mean()))  # head first (z grows towards the head)
     out = []
     for n, (voting, seg) in enumerate(found):
-        sel = np.zeros(mask.shape, bool)
-        sel[voting] = mask[voting]
-        centroid = reference.index_to_physical(np.median(np.argwhere(sel), axis=0)[::-1])
-        out.append(Instance(seg, centroid, float(np.median(med_idx[voting])), float(prob[sel].mean())))
+        sub = mask[voting]  # the voting slices only, not a full-volume selection per instance
+        idx = np.argwhere(sub)
+        idx[:, 0] = voting[idx[:, 0]]
+        centroid = reference.index_to_physical(np.median(idx, axis=0)[::-1])
+        out.append(Instance(seg, centroid, float(np.median(med_idx[voting])), float(prob[voting][sub].mean())))
         owner[seg] = np.where(mask[seg], n + 1, owner[seg])
     return out, owner
 
