@@ -68,7 +68,7 @@ def thinnest_direction(points: np.ndarray, start: np.ndarray, max_tilt_deg: floa
     e1 = np.cross(start, [1.0, 0.0, 0.0] if abs(start[0]) < 0.9 else [0.0, 1.0, 0.0])
     e1 /= np.linalg.norm(e1)
     e2 = np.cross(start, e1)
-    best, best_ab = np.inf, (0.0, 0.0)
+    best, best_ab, best_dir = np.inf, (0.0, 0.0), start
     for step, span in ((5.0, max_tilt_deg), (1.0, 5.0), (0.2, 1.0)):
         grid = np.deg2rad(best_ab[0] + np.arange(-span, span + 1e-9, step))[:, None], \
             np.deg2rad(best_ab[1] + np.arange(-span, span + 1e-9, step))[None, :]
@@ -80,11 +80,9 @@ def thinnest_direction(points: np.ndarray, start: np.ndarray, max_tilt_deg: floa
         ext = proj.max(0) - proj.min(0)
         k = int(np.argmin(ext))
         if ext[k] < best - 1e-9:
-            best = float(ext[k])
+            best, best_dir = float(ext[k]), dirs[k]
             best_ab = (float(np.rad2deg(a.reshape(-1)[k])), float(np.rad2deg(b.reshape(-1)[k])))
-    a, b = np.deg2rad(best_ab)
-    d = np.cos(a) * np.cos(b) * start + np.sin(a) * e1 + np.cos(a) * np.sin(b) * e2
-    return d / np.linalg.norm(d)
+    return best_dir / np.linalg.norm(best_dir)
 
 
 def refine_edge(t: np.ndarray, hu: np.ndarray, end: float, outward: int, search_mm: float = 1.5,
@@ -121,6 +119,15 @@ def find_edge(t: np.ndarray, hu: np.ndarray, end: float, outward: int, search_mm
     return float(t[k])
 
 
+def _box(mask: np.ndarray, margin) -> tuple[slice, ...]:
+    """Array slices of ``mask``'s bounding box grown by ``margin`` voxels (per axis, or one
+    number), clipped to the array."""
+    nz = np.argwhere(mask)
+    lo = np.maximum(nz.min(0) - np.asarray(margin), 0)
+    hi = np.minimum(nz.max(0) + np.asarray(margin) + 1, mask.shape)
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+
+
 def body_core(mask: np.ndarray, spacing, radius_mm: float = 3.0) -> np.ndarray:
     """The mask without its thin appendages: morphological opening with a ball of ``radius_mm``
     (physical, per-axis voxel radii from ``spacing``, x, y, z), largest component kept.
@@ -138,10 +145,7 @@ def body_core(mask: np.ndarray, spacing, radius_mm: float = 3.0) -> np.ndarray:
     ball = sum((g * s) ** 2 for g, s in zip(grid, spacing[::-1], strict=True)) <= radius_mm**2 + 1e-6
     if not mask.any():
         return mask
-    nz = np.argwhere(mask)  # opened within the mask's bounding box (+ the ball): 10x less work
-    lo = np.maximum(nz.min(0) - np.array(r) - 1, 0)
-    hi = np.minimum(nz.max(0) + np.array(r) + 2, mask.shape)
-    box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+    box = _box(mask, np.array(r) + 1)  # opened within the mask's bounding box (+ the ball): 10x less work
     core = np.zeros_like(mask, dtype=bool)
     core[box] = ndimage.binary_opening(mask[box], ball)
     lab, n = ndimage.label(core)
@@ -186,13 +190,10 @@ def measure_heights(mask: Image, si_axis: np.ndarray | None = None, step_mm: flo
         # spline-prefiltered once for the 9 cubic samplings: a click's time is mostly here
         from scipy import ndimage
 
-        nz = np.argwhere(arr)
-        lo = np.maximum(nz.min(0) - 12, 0)
-        hi = np.minimum(nz.max(0) + 13, arr.shape)
-        box = hu.as_3d().array[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]].astype(np.float32)
-        volume = ndimage.spline_filter(box, order=3, mode="nearest", output=np.float32)
-        offset = lo.astype(float)  # array (z, y, x) index of the box's first voxel
-    if volume is not None:
+        box = _box(arr, 12)
+        volume = ndimage.spline_filter(hu.as_3d().array[box].astype(np.float32), order=3, mode="nearest",
+                                       output=np.float32)
+        offset = np.array([b.start for b in box], float)  # array (z, y, x) index of the box's first voxel
         out["edges_found"] = 0  # of the 6 height ends, those confirmed by an endplate edge in the CT
     for key, frac in MEASURE_AT.items():
         base = c + frac * half_depth * ap
