@@ -145,6 +145,11 @@ def export_single(kind: str, run: str, models_dir: Path, metrics: dict) -> Path:
     return _publish(run_p / "models" / "fracture_classifier.pt", card, models_dir)
 
 
+def _without_rows(d: dict) -> dict:
+    """A report section without its per-case rows (they stay in docs/benchmarks)."""
+    return {k: v for k, v in d.items() if k != "rows"}
+
+
 def _summaries(report: dict) -> dict:
     return {c["case"]: c["summary"]["all"] for c in report.get("cases", [])}
 
@@ -171,13 +176,11 @@ def refresh_card_metrics(models_dir: Path, benchmarks: Path) -> list[Path]:
     body = read("vertebral_body/vertebral_body_eval.json")
     g48 = read("vertebral_body_genant48/vertebral_body_eval.json")
     if body:
-        strip = {k: v for k, v in body.get("genant", {}).items() if k != "rows"}
         card = load_card("vertebral_body", models_dir)
         card.metrics["evaluation"] = {
-            "held_out_phantoms_conditions": {c: {k: v for k, v in d.items() if k != "rows"}
-                                             for c, d in body.get("conditions", {}).items()},
-            "genant": strip,
-            "genant_48_phantoms": {k: v for k, v in g48.get("genant", {}).items() if k != "rows"},
+            "held_out_phantoms_conditions": {c: _without_rows(d) for c, d in body.get("conditions", {}).items()},
+            "genant": _without_rows(body.get("genant", {})),
+            "genant_48_phantoms": _without_rows(g48.get("genant", {})),
             "real_crops": body.get("real"), "measured": body.get("machine", {}),
             "source": "docs/benchmarks/vertebral_body*/vertebral_body_eval.json"}
         out.append(write_card(card, models_dir))
