@@ -10,6 +10,7 @@ from SpineAILib import anatomy
 from SpineAILib.io import Image
 from SpineAILib.vertebrae.column import (
     column_instances,
+    column_mask,
     disc_dips,
     label_instances,
     rib_score,
@@ -84,6 +85,30 @@ def test_column_instances_one_per_vertebra_at_the_body_centres():
         np.testing.assert_allclose(got.centroid, centres[lab], atol=1.01)  # within half a slice (2 mm grid)
         assert got.median_index == pytest.approx(lab)
     assert set(np.unique(owner)) == {0, 1, 2, 3, 4}
+
+
+def test_detections_beside_the_column_do_not_move_its_instances():
+    """The detector also fires on a rib 50-90 mm lateral, more voxels than the column has in
+    those slices and with a nonsense index (2.0): the column's instances, centroids and labels
+    stay those of the clean detection."""
+    labs = [T("T10"), T("T11"), T("T12"), T("L1")]
+    ref, hu, prob, index, centres = _column(labs, size=(22, 60, 100))
+    clean, _ = column_instances(hu, prob, index, ref)
+    cx = 50
+    rib = (slice(16, 30), slice(24, 36), slice(cx + 25, cx + 45))  # T12's slices, 12 x 20 voxels > 12 x 12
+    prob[rib], index[rib], hu[rib] = 0.9, 2.0, 400.0
+    kept = column_mask(prob > 0.5, ref)
+    assert not kept[rib].any()
+    beside = np.zeros(100, bool)
+    beside[cx + 25:cx + 45] = True
+    np.testing.assert_array_equal(kept, (prob > 0.5) & ~beside)  # the column whole, nothing else
+    noisy, _ = column_instances(hu, prob, index, ref)
+    assert len(noisy) == len(clean) == 4
+    for a, b in zip(noisy, clean, strict=True):
+        np.testing.assert_allclose(a.centroid, b.centroid)
+        assert a.median_index == b.median_index
+    cents = fuse(prob, index, ref, hu=hu)[0]
+    assert sorted(cents) == sorted(labs)
 
 
 def test_consecutive_labels_undo_the_networks_offset_and_slips():
