@@ -16,7 +16,7 @@ from SpineAILib.io import Image, write_image
 from SpineAILib.postprocessing import centers_of_mass
 from SpineAILib.preprocessing import resample_to_canonical
 from SpineAILib.vertebrae.data import body_centroids_from_mask, folder_cases, read_lml, write_lml
-from SpineAILib.vertebrae.evaluate import match, summarize
+from SpineAILib.vertebrae.evaluate import by_anchor, has_anchor, match, summarize, to_markdown
 from SpineAILib.vertebrae.formats import read_verse_centroids, write_verse_centroids
 from SpineAILib.vertebrae.predict import detect, fuse, identify, order_warnings, shift_labels
 
@@ -175,6 +175,26 @@ def test_metrics_identification_rule():
     assert s["all"]["id_rate"] == pytest.approx(1 / 3) and s["all"]["detected"] == 2
     assert s["thoracic"]["id_rate"] == 1.0 and s["lumbar"]["id_rate"] == 0.0
     assert s["all"]["error_mean_mm"] == pytest.approx(9.0)
+
+
+def test_errors_split_by_a_rib_transition_in_view():
+    """Scans whose reference holds C7+T1 or T12+L1 are summarised apart from the others."""
+    assert has_anchor(["C6", "C7", "T1"]) and has_anchor(["T12", "L1", "L2"])
+    assert not has_anchor(["C3", "C4", "C5"]) and not has_anchor(["T3", "T4", "T12"]) and not has_anchor([])
+
+    def row(name, ok):
+        return {"name": name, "region": "thoracic", "identified": ok, "error_mm": 1.0 if ok else 25.0}
+
+    cases = [{"reference": ["T11", "T12", "L1"], "rows": [row("T11", True), row("T12", True), row("L1", False)]},
+             {"reference": ["T4", "T5"], "rows": [row("T4", False), row("T5", False)]},
+             {"reference": ["C7", "T1"], "rows": [row("C7", True), row("T1", True)]}]
+    s = by_anchor(cases)
+    assert s["rib transition in view"]["scans"] == 2 and s["rib transition in view"]["n"] == 5
+    assert s["rib transition in view"]["id_rate"] == pytest.approx(0.8)
+    assert s["no rib transition in view"]["id_rate"] == 0.0
+    assert s["no rib transition in view"]["error_mean_mm"] == pytest.approx(25.0)
+    md = to_markdown({"summary": {}, "by_anchor": s, "cases": []}, "t")
+    assert "| rib transition in view | 2 | 5 | 80.0% | 5.80 |" in md
 
 
 def test_label_corrections():

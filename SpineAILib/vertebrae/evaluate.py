@@ -63,6 +63,27 @@ def summarize(rows: list[dict]) -> dict:
     return out
 
 
+# Rib transitions: where one is in view, the fusion's rib pattern fixes the numbering
+# (vertebrae.column); without one, only the identification network's per-scan offset does.
+ANCHOR_PAIRS = (("C7", "T1"), ("T12", "L1"))
+
+
+def has_anchor(names: list[str]) -> bool:
+    """Whether reference vertebrae ``names`` (e.g. ["C6", "C7", "T1"]) include a rib transition."""
+    return any(a in names and b in names for a, b in ANCHOR_PAIRS)
+
+
+def by_anchor(per_case: list[dict]) -> dict:
+    """Overall summary (:func:`summarize` "all") of the scans with a rib transition in view and
+    of those without one: the errors of the fusion concentrate in the latter."""
+    out = {}
+    for key, want in (("rib transition in view", True), ("no rib transition in view", False)):
+        rows = [r for c in per_case if has_anchor(c["reference"]) == want for r in c["rows"]]
+        if rows:
+            out[key] = {"scans": sum(has_anchor(c["reference"]) == want for c in per_case), **summarize(rows)["all"]}
+    return out
+
+
 def evaluate_cases(cases, device: str = "auto", models_dir=None, log=print) -> dict:
     from SpineAILib.vertebrae.predict import locate
 
@@ -84,7 +105,7 @@ def evaluate_cases(cases, device: str = "auto", models_dir=None, log=print) -> d
         log(f"{case.name}: id rate {a.get('id_rate', float('nan')):.3f} of {a.get('n', 0)}, "
             f"error {a.get('error_mean_mm') or float('nan'):.2f} mm, predicted {' '.join(res.names()) or '-'} "
             f"({secs:.1f} s)")
-    return {"summary": summarize(all_rows), "cases": per_case}
+    return {"summary": summarize(all_rows), "by_anchor": by_anchor(per_case), "cases": per_case}
 
 
 def to_markdown(report: dict, title: str) -> str:
@@ -94,6 +115,11 @@ def to_markdown(report: dict, title: str) -> str:
         err = "-" if s["error_mean_mm"] is None else f"{s['error_mean_mm']:.2f} +- {s['error_std_mm']:.2f}"
         med = "-" if s["error_median_mm"] is None else f"{s['error_median_mm']:.2f}"
         lines.append(f"| {region} | {s['n']} | {100 * s['id_rate']:.1f}% | {s['detected']} | {err} | {med} |")
+    if report.get("by_anchor"):
+        lines += ["", "| field of view | scans | vertebrae | id rate | error mean (mm) |", "|---|---|---|---|---|"]
+        for key, s in report["by_anchor"].items():
+            err = "-" if s["error_mean_mm"] is None else f"{s['error_mean_mm']:.2f}"
+            lines.append(f"| {key} | {s['scans']} | {s['n']} | {100 * s['id_rate']:.1f}% | {err} |")
     lines += ["", "| case | reference | predicted | id rate | error mean (mm) | seconds |", "|---|---|---|---|---|---|"]
     for c in report["cases"]:
         a = c["summary"].get("all", {"id_rate": float("nan"), "error_mean_mm": None})
