@@ -9,6 +9,7 @@ import pytest
 from SpineAILib import anatomy
 from SpineAILib.io import Image
 from SpineAILib.vertebrae.column import (
+    atlas_axis_top,
     column_instances,
     column_mask,
     disc_dips,
@@ -109,6 +110,65 @@ def test_detections_beside_the_column_do_not_move_its_instances():
         assert a.median_index == b.median_index
     cents = fuse(prob, index, ref, hu=hu)[0]
     assert sorted(cents) == sorted(labs)
+
+
+def _cervical_top(first_index, atlas=True):
+    """A 2 mm canonical grid, feet first: C5, C4, C3 (10-slice bodies, 3-slice discs), C2 and,
+    with ``atlas``, C1 on top of it without a disc (5 slices: together 1.5 times C3, as on the
+    phantoms), then soft tissue. The network's index is the truth + ``first_index`` - 1 (off by
+    a level for 2.0)."""
+    names = ["C5", "C4", "C3", "C2"]
+    nz = 4 * 13 + 5 + 8
+    ref = Image(np.zeros((nz, 40, 40), np.float32), (2.0, 2.0, 2.0), (-39.0, -40.0, -120.0))
+    hu = np.full(ref.array.shape, -50.0, np.float32)
+    prob = np.zeros_like(hu)
+    index = np.zeros_like(hu)
+    box = (slice(14, 26), slice(14, 26))
+    centres, z = {}, 2
+    for name in names + (["C1"] if atlas else []):
+        lab = T(name)
+        n = 5 if name == "C1" else 10
+        hu[(slice(z, z + n),) + box] = 300.0
+        hu[(slice(z, z + 1),) + box] = hu[(slice(z + n - 1, z + n),) + box] = 600.0
+        index[(slice(z, z + n + 3),) + box] = lab + first_index - 1
+        prob[(slice(z, z + n),) + box] = 0.9
+        centres[lab] = ref.index_to_physical(np.array([[19.5, 19.5, z + (n - 1) / 2]]))[0]
+        z += n
+        if name not in ("C2", "C1"):  # no disc between C2 and C1
+            hu[(slice(z, z + 3),) + box] = 90.0
+            prob[(slice(z, z + 3),) + box] = 0.9
+            z += 3
+    return ref, hu, prob, index, centres
+
+
+def test_c1_and_c2_at_the_top_of_the_column_fix_the_numbering():
+    """C1 and C2 have no disc between them: at the top of a column that ends inside the field of
+    view they make one instance 1.5 times longer than the next, which is split into C1 and C2
+    and numbers the column, here against a network that reads every level one too high."""
+    ref, hu, prob, index, centres = _cervical_top(2.0)
+    inst, _ = column_instances(hu, prob, index, ref)
+    assert [i.anchor for i in inst[:2]] == [T("C1"), T("C2")] and all(i.anchor is None for i in inst[2:])
+    cents = fuse(prob, index, ref, hu=hu)[0]
+    assert sorted(cents) == [T(n) for n in ("C1", "C2", "C3", "C4", "C5")]
+    for lab, c in centres.items():
+        np.testing.assert_allclose(cents[lab], c, atol=2.1)  # C1/C2 cut in their nominal proportion
+
+
+def test_no_c1_anchor_without_a_long_top_or_below_c3():
+    """A column whose top is C2 alone keeps the network's numbering (and its error); so does a
+    long top the network places below C3 (a missed disc lower down the spine), and a long top
+    cut by the field of view."""
+    ref, hu, prob, index, _ = _cervical_top(2.0, atlas=False)
+    inst, _ = column_instances(hu, prob, index, ref)
+    assert all(i.anchor is None for i in inst)
+    assert sorted(fuse(prob, index, ref, hu=hu)[0]) == [T(n) for n in ("C3", "C4", "C5", "C6")]
+    ref, hu, prob, index, _ = _cervical_top(6.0)  # the network reads the top as C6/C5
+    assert all(i.anchor is None for i in column_instances(hu, prob, index, ref)[0])
+    found = [(np.arange(40, 55), np.arange(40, 60)), (np.arange(25, 35), np.arange(23, 38)),
+             (np.arange(10, 20), np.arange(8, 23))]
+    med = np.full(60, 2.0)
+    assert atlas_axis_top(found, med, 61)
+    assert not atlas_axis_top(found, med, 60)  # the top instance reaches the last slice: cut off
 
 
 def test_consecutive_labels_undo_the_networks_offset_and_slips():
