@@ -165,37 +165,6 @@ def test_heights_refined_on_the_ct_undo_an_eroded_mask(deformed):
             assert refined[f"{key}_height_mm"] == pytest.approx(ph.heights[lab][key], abs=0.5), (lab, key)
 
 
-def test_an_end_the_mask_misses_by_millimetres_is_found_further_out(deformed):
-    """The segment of the crushed L3 (a flat 45 % crush, about 14 mm high) lacks its top 5 mm in
-    front (a network's miss at a deformity; validation phantom 6727 read a crush as a severe
-    wedge from it). That end has no edge within the 1.5 mm refine window, so it is not counted
-    as confirmed, but the edge found up to 10 mm beyond it puts the anterior height back
-    within half a millimetre; without the wider search it stays about 5 mm short."""
-    ph = deformed
-    lab = 22
-    c = ph.body_centers
-    axis = c[lab - 1] - c[lab]  # L2 to L3: the last vertebra of the phantom
-    body = ph.body_labels.array == lab
-    kk, jj, ii = np.nonzero(body)
-    phys = ph.body_labels.index_to_physical(np.stack([ii, jj, kk], 1).astype(float))
-    si = axis / np.linalg.norm(axis)
-    rel = phys - phys.mean(0)
-    up = rel @ si
-    ap = rel - np.outer(up, si)
-    front = ap[:, 1] < 0  # LPS: -y is anterior
-    cut = front & (up > up.max() - 5.0)
-    partial = body.copy()
-    partial[kk[cut], jj[cut], ii[cut]] = False
-    mask = ph.body_labels.with_array(partial.astype(np.uint8))
-    r = measure_heights(mask, si_axis=axis, hu=ph.image)
-    short = measure_heights(mask, si_axis=axis, hu=ph.image, extend_mm=0.0)
-    truth = ph.heights[lab]
-    assert r["edges_found"] == 5 and short["edges_found"] == 5
-    assert short["anterior_height_mm"] < truth["anterior"] - 3.0
-    for key in ("anterior", "middle", "posterior"):
-        assert r[f"{key}_height_mm"] == pytest.approx(truth[key], abs=0.5), key
-
-
 def test_genant_grades_the_phantom_deformities(deformed):
     ph = deformed
     h = {lab: ph.heights[lab] for lab in ph.heights}
