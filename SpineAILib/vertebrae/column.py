@@ -21,8 +21,9 @@ the network's medians (:func:`label_instances`), moved by the rib pattern where 
 from C1 where the column's top is C1+C2.
 Measured on 16 validation phantoms (seeds 3000-3015, never trained on): identification rate
 69.6 % (slice consensus) -> 71.1 % (disc instances) -> 88.9 % (with ribs); mean error 7.6 -> 2.7
-mm (docs/ct_tasks.md). All positions are on the canonical grid of :func:`prepare` (identity
-direction, LPS; array axes z, y, x with z growing towards the head).
+mm; on 40 (3000-3039) with all of the above 96.4 %, 2.0 mm (docs/ct_tasks.md). All positions
+are on the canonical grid of :func:`prepare` (identity direction, LPS; array axes z, y, x with z
+growing towards the head).
 """
 
 from __future__ import annotations
@@ -291,7 +292,8 @@ def label_instances(instances: list[Instance], hu: np.ndarray | None = None, ref
     offset = int(np.round(np.median(m - np.arange(n))))
     if instances[0].anchor is not None:  # the image fixes the top (C1): no network offset, no rib shift
         offset = instances[0].anchor
-    keep = [i for i in range(n) if 0 < i < n - 1 or abs(m[i] - (offset + i)) <= 2.5 or instances[i].anchor]
+    keep = [i for i in range(n)
+            if 0 < i < n - 1 or abs(m[i] - (offset + i)) <= 2.5 or instances[i].anchor is not None]
     shift = 0
     if use_ribs and hu is not None and reference is not None and instances[0].anchor is None:
         scores = [rib_score(hu, reference, instances[i].centroid) for i in keep]

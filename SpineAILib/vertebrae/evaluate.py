@@ -78,9 +78,10 @@ def by_anchor(per_case: list[dict]) -> dict:
     of those without one: the errors of the fusion concentrate in the latter."""
     out = {}
     for key, want in (("rib transition in view", True), ("no rib transition in view", False)):
-        rows = [r for c in per_case if has_anchor(c["reference"]) == want for r in c["rows"]]
+        cases = [c for c in per_case if has_anchor(c["reference"]) == want]
+        rows = [r for c in cases for r in c["rows"]]
         if rows:
-            out[key] = {"scans": sum(has_anchor(c["reference"]) == want for c in per_case), **summarize(rows)["all"]}
+            out[key] = {"scans": len(cases), **summarize(rows)["all"]}
     return out
 
 
