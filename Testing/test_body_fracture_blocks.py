@@ -225,3 +225,24 @@ def test_no_grade_from_heights_the_ct_does_not_confirm():
     assert g is None and "could not be measured" in w[0]
     g, w = grade_heights(h, MIN_EDGES_FOR_GRADE, neighbour_posterior_mm=[28.0, 29.0])
     assert w == [] and (g.label, g.deformity) == ("severe", "crush")
+
+
+def test_grades_along_the_column_use_confirmed_neighbours_only():
+    """Three bodies head to feet, 25 mm apart; the middle one is a 44 % crush (posterior 14 mm
+    against 25 mm neighbours). With all confirmed it is severe by the crush ratio; with the
+    upper neighbour unconfirmed only the lower one counts (same answer); with both unconfirmed
+    (or farther than 50 mm) it has no reference and reads normal; an unconfirmed body gets no
+    grade at all."""
+    from SpineAILib.vertebra_body.predict import grade_along_column
+
+    h = [{"anterior": 25.0, "middle": 25.0, "posterior": 25.0}, {"anterior": 14.0, "middle": 14.0, "posterior": 14.0},
+         {"anterior": 25.0, "middle": 25.0, "posterior": 25.0}]
+    pos = [np.array([0.0, 0.0, z]) for z in (0.0, -25.0, -50.0)]
+    g = grade_along_column(h, pos, [True, True, True])
+    assert (g[1].label, g[1].deformity) == ("severe", "crush") and g[1].height_loss == pytest.approx(0.44)
+    assert g[0].label == "normal" and g[2].label == "normal"
+    g = grade_along_column(h, pos, [False, True, True])
+    assert g[0] is None and g[1].label == "severe"
+    assert grade_along_column(h, pos, [False, True, False])[1].label == "normal"
+    far = [np.array([0.0, 0.0, z]) for z in (0.0, -60.0, -120.0)]
+    assert grade_along_column(h, far, [True, True, True])[1].label == "normal"

@@ -132,8 +132,7 @@ def assess(image: Image | str | os.PathLike, centroids: dict[int, np.ndarray] | 
         out.append(VertebraFracture(lab, centroids[lab], aggregate_vertebra(probs, canon, centroids[lab])))
     if genant:
         from SpineAILib.errors import InputError
-        from SpineAILib.fracture.genant import genant as grade
-        from SpineAILib.vertebra_body.predict import segment
+        from SpineAILib.vertebra_body.predict import grade_along_column, segment
 
         t = time.perf_counter()
         confirmed = set()  # bodies whose heights the CT confirms: segment() graded them
@@ -153,11 +152,10 @@ def assess(image: Image | str | os.PathLike, centroids: dict[int, np.ndarray] | 
         # confirmed bodies, with confirmed neighbours. A body segment() did not grade (a partial
         # segment, or a centroid off the body: its ends lack endplate edges) keeps no grade; a
         # wrong "severe" from a bad segment is worse than the classifier's verdict alone.
-        for k in sorted(confirmed):
-            v = out[k]
-            neigh = [out[j].heights["posterior"] for j in (k - 1, k + 1) if j in confirmed
-                     and np.linalg.norm(out[j].position_lps - v.position_lps) < 50.0]
-            v.genant = grade(v.heights["anterior"], v.heights["middle"], v.heights["posterior"], neigh or None)
+        grades = grade_along_column([v.heights for v in out], [v.position_lps for v in out],
+                                    [k in confirmed for k in range(len(out))])
+        for v, g in zip(out, grades, strict=True):
+            v.genant = g
         ungraded = [v.name for k, v in enumerate(out) if k not in confirmed]
         if ungraded:
             warnings.append(f"No Genant grade for {', '.join(ungraded)}: the body segment is missing or not "

@@ -229,23 +229,35 @@ def segment(image: Image | str | os.PathLike, point, space: str = "RAS", centroi
                       float(prob[region].mean()), warnings, round(time.perf_counter() - t0, 3))
 
 
+def grade_along_column(heights: list[dict[str, float] | None], positions: list[np.ndarray], confirmed: list[bool],
+                       max_mm: float = 50.0) -> list:
+    """Genant grades (GenantResult or None) of bodies listed head to feet: each confirmed body
+    (heights the CT confirms, see :func:`grade_heights`) graded with the posterior heights of
+    its confirmed neighbours in the list that lie closer than ``max_mm`` (adjacent vertebrae:
+    the crush ratio); None for the others. A neighbour without confirmed heights is left out:
+    its heights are uncertain."""
+    from SpineAILib.fracture.genant import genant
+
+    out = []
+    for k, (h, ok) in enumerate(zip(heights, confirmed, strict=True)):
+        if not ok:
+            out.append(None)
+            continue
+        neigh = [heights[j]["posterior"] for j in (k - 1, k + 1) if 0 <= j < len(heights) and confirmed[j]
+                 and np.linalg.norm(np.asarray(positions[j]) - np.asarray(positions[k])) < max_mm]
+        out.append(genant(h["anterior"], h["middle"], h["posterior"], neigh or None))
+    return out
+
+
 def segment_many(image: Image, points, space: str = "RAS", centroids=None, device: str = "auto",
                  models_dir=None) -> list[BodyResult]:
     """Several clicks: each body segmented, then graded with its neighbours' posterior heights
     (neighbours = the clicks just above and below along the column, when closer than 50 mm,
-    i.e. adjacent vertebrae, and graded themselves: a neighbour without a grade has uncertain
-    heights)."""
-    from SpineAILib.fracture.genant import genant
-
+    i.e. adjacent vertebrae, and graded themselves: :func:`grade_along_column`)."""
     results = [segment(image, pt, space, centroids, device, models_dir, index=i + 1) for i, pt in enumerate(points)]
-    if len(results) >= 2:
-        z = np.array([r.point[2] for r in results])
-        order = np.argsort(-z)
-        for pos, i in enumerate(order):
-            r = results[i]
-            neigh = [results[order[j]].heights["posterior"] for j in (pos - 1, pos + 1)
-                     if 0 <= j < len(order) and np.linalg.norm(results[order[j]].point - r.point) < 50.0
-                     and results[order[j]].genant is not None]
-            if r.genant is not None and neigh:
-                r.genant = genant(r.heights["anterior"], r.heights["middle"], r.heights["posterior"], neigh)
+    order = np.argsort(-np.array([r.point[2] for r in results]))  # head to feet (LPS z)
+    grades = grade_along_column([results[i].heights for i in order], [results[i].point for i in order],
+                                [results[i].genant is not None for i in order])
+    for i, g in zip(order, grades, strict=True):
+        results[i].genant = g
     return results
