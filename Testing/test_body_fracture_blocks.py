@@ -13,7 +13,7 @@ from SpineAILib.fracture.genant import genant, grade_from_loss
 from SpineAILib.fracture.network import RF_NORMAL, RF_SUBSAMPLED, build_dual_pathway
 from SpineAILib.io.image import Image
 from SpineAILib.phantoms import CTPhantomConfig, ct_spine_phantom
-from SpineAILib.vertebra_body.measure import body_core, measure_heights, refine_edge, thinnest_direction
+from SpineAILib.vertebra_body.measure import body_core, find_edge, measure_heights, thinnest_direction
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +125,7 @@ def test_heights_of_a_real_shaped_body_without_centroids(tilt):
 
 
 @pytest.mark.parametrize("sigma", [0.5, 0.8, 1.0])
-def test_refine_edge_finds_a_blurred_step_exactly(sigma):
+def test_find_edge_finds_a_blurred_step_exactly(sigma):
     """A bone plateau (700 HU) ending at t = 3.37 mm, blurred by a Gaussian: the steepest fall
     is the edge, from either side of a starting guess up to 0.6 mm off (a segmentation's
     error). With a 1.5 mm cortical endplate (900 HU) over trabecular bone (220 HU) the edge is
@@ -135,15 +135,15 @@ def test_refine_edge_finds_a_blurred_step_exactly(sigma):
     t = np.arange(-10, 10, 0.1)
     up = 90 + 610 * 0.5 * (1 - erf((t - 3.37) / (np.sqrt(2) * sigma)))  # bone below t = 3.37, disc above
     for guess in (2.77, 3.37, 3.97):
-        assert refine_edge(t, up, guess, +1, search_mm=2.5) == pytest.approx(3.37, abs=0.05)
+        assert find_edge(t, up, guess, +1, search_mm=2.5) == pytest.approx(3.37, abs=0.05)
     down = up[::-1].copy()  # mirrored: bone above t = -3.37 (same samples reversed)
-    assert refine_edge(t[::-1] * -1, down, -3.0, -1, search_mm=2.5) == pytest.approx(-3.37, abs=0.02)
-    assert refine_edge(t, np.full_like(t, 300.0), 1.0, +1) == 1.0  # no contrast: unchanged
+    assert find_edge(t[::-1] * -1, down, -3.0, -1, search_mm=2.5) == pytest.approx(-3.37, abs=0.02)
+    assert find_edge(t, np.full_like(t, 300.0), 1.0, +1) is None  # no contrast: no edge (the end stays)
     from scipy.ndimage import gaussian_filter1d
 
     shell = np.where(t < 3.37 - 1.5, 220.0, np.where(t < 3.37, 900.0, 90.0))
     blurred = gaussian_filter1d(shell, 0.6 / 0.1)
-    assert refine_edge(t, blurred, 3.0, +1) == pytest.approx(3.37, abs=0.1)
+    assert find_edge(t, blurred, 3.0, +1) == pytest.approx(3.37, abs=0.1)
 
 
 def test_heights_refined_on_the_ct_undo_an_eroded_mask(deformed):

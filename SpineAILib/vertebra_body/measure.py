@@ -41,12 +41,10 @@ def body_axes(mask: Image, si_axis: np.ndarray | None = None) -> tuple[np.ndarra
     si, ap = v[:, 0], v[:, 1]
     if si_axis is None:
         si = thinnest_direction(pts - c, si)
-        ap = ap - (ap @ si) * si
-        ap /= np.linalg.norm(ap)
     else:
         si = np.asarray(si_axis, float) / np.linalg.norm(si_axis)
-        ap = ap - (ap @ si) * si
-        ap /= np.linalg.norm(ap)
+    ap = ap - (ap @ si) * si
+    ap /= np.linalg.norm(ap)
     if si[2] < 0:
         si = -si
     if ap[1] < 0:
@@ -83,13 +81,6 @@ def thinnest_direction(points: np.ndarray, start: np.ndarray, max_tilt_deg: floa
             best, best_dir = float(ext[k]), dirs[k]
             best_ab = (float(np.rad2deg(a.reshape(-1)[k])), float(np.rad2deg(b.reshape(-1)[k])))
     return best_dir / np.linalg.norm(best_dir)
-
-
-def refine_edge(t: np.ndarray, hu: np.ndarray, end: float, outward: int, search_mm: float = 1.5,
-                min_contrast_hu: float = 200.0, smooth_mm: float = 0.15) -> float:
-    """:func:`find_edge`, or ``end`` unchanged where the CT shows no edge there."""
-    pos = find_edge(t, hu, end, outward, search_mm, min_contrast_hu, smooth_mm)
-    return end if pos is None else pos
 
 
 def find_edge(t: np.ndarray, hu: np.ndarray, end: float, outward: int, search_mm: float = 1.5,
@@ -160,7 +151,7 @@ def measure_heights(mask: Image, si_axis: np.ndarray | None = None, step_mm: flo
 
     The AP positions are taken relative to the middle of the body's AP extent (not its centre
     of mass, which a wedge shifts backwards). ``hu`` (the CT on the mask's grid) refines both
-    ends of each height to the endplate edges in the image (:func:`refine_edge`, within
+    ends of each height to the endplate edges in the image (:func:`find_edge`, within
     ``refine_mm``); the heights are then end-to-end distances. The axes, the AP extent and the
     centre come from the mask's core (:func:`body_core`, ``core_mm``; 0 = the whole mask), so a
     leak into a pedicle does not move the measuring lines off the body. With ``hu``, the result

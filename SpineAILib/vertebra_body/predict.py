@@ -5,7 +5,7 @@ Stages: crop 128 x 128 x 64 mm at 1 mm around the click (``crop.crop_around``), 
 (crop + click channel), keep the connected region at the click, paste the probability back onto
 the CT grid (linear) and threshold at 0.5, measure on the 1 mm crop mask (isotropic: heights
 do not depend on the CT's slice thickness), each height's ends refined to the endplate edges in
-the CT crop (``measure.refine_edge``).
+the CT crop (``measure.find_edge``).
 """
 
 from __future__ import annotations
