@@ -290,12 +290,20 @@ def label_instances(instances: list[Instance], hu: np.ndarray | None = None, ref
         return [], 0
     m = np.array([inst.median_index for inst in instances])
     offset = int(np.round(np.median(m - np.arange(n))))
-    if instances[0].anchor is not None:  # the image fixes the top (C1): no network offset, no rib shift
-        offset = instances[0].anchor
+    run = offset  # what an end instance's median index is checked against
+    anchored = next((i for i, inst in enumerate(instances) if inst.anchor is not None), None)
+    if anchored is not None:  # the image fixes the numbering: no network offset, no rib shift
+        a = instances[anchored].anchor
+        # S1 follows L5 here (the L6 step below maps the position after L5 to S1)
+        offset = (anatomy.vertebra_label("L6") if a == anatomy.vertebra_label("S1") else a) - anchored
+        # numbered from the top (C1) the ends are checked against that numbering; from the
+        # sacrum only against the network's own run, whose absolute index may be levels off on
+        # real CT (totalseg_example: 5-8 levels low)
+        run = offset if anchored == 0 else run
     keep = [i for i in range(n)
-            if 0 < i < n - 1 or abs(m[i] - (offset + i)) <= 2.5 or instances[i].anchor is not None]
+            if 0 < i < n - 1 or abs(m[i] - (run + i)) <= 2.5 or instances[i].anchor is not None]
     shift = 0
-    if use_ribs and hu is not None and reference is not None and instances[0].anchor is None:
+    if use_ribs and hu is not None and reference is not None and anchored is None:
         scores = [rib_score(hu, reference, instances[i].centroid) for i in keep]
         shift = rib_shift([offset + i for i in keep], scores)
     labels: list[int | None] = [None] * n

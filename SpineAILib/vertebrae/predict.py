@@ -264,8 +264,11 @@ def fuse_by_discs(prob: np.ndarray, index: np.ndarray, reference: Image, hu: np.
     """:func:`fuse` mode "discs": instances between discs, labelled as one consecutive run."""
     from SpineAILib.vertebrae.column import column_instances, label_instances
     from SpineAILib.vertebrae.labels import vertebra_radius_mm
+    from SpineAILib.vertebrae.sacrum import sacral_instances
 
-    instances, owner = column_instances(hu, prob, index, reference, threshold)
+    # the pelvis below the column numbers it from S1 (real CT); otherwise discs, ribs and C1
+    sacral = sacral_instances(hu, prob, index, reference, threshold)
+    instances, owner = sacral if sacral is not None else column_instances(hu, prob, index, reference, threshold)
     labels, _ = label_instances(instances, hu, reference)
     voxel_mm3 = float(np.prod(reference.spacing))
     run = np.array([inst.median_index for inst in instances]) - np.arange(len(instances))
