@@ -48,7 +48,7 @@ class Instance:
     centroid: np.ndarray
     median_index: float
     probability: float
-    anchor: int | None = None  # a label the image itself fixes (C1/C2 at the column's top)
+    anchor: int | None = None  # a label the image itself fixes (C1 at the column's top, S1/L5 above the pelvis)
 
 
 def disc_dips(profile: np.ndarray, spacing_mm: float, ratio: float = 0.6, min_gap_mm: float = 8.0,
@@ -283,8 +283,10 @@ def label_instances(instances: list[Instance], hu: np.ndarray | None = None, ref
     off that line is dropped (a fragment beyond the column). With ``hu`` and ``reference`` the
     rib pattern may shift the numbering (:func:`rib_shift`; a vertebra cut by the field of view
     shows a partial rib, which its undecided band leaves out). An instance with an ``anchor``
-    at the top (C1 of a C1+C2 top, :func:`atlas_axis_top`) sets the numbering instead, without
-    a rib shift (validation, 40 phantoms: 94.4 % -> 96.4 %, cervical 88.7 % -> 96.7 %)."""
+    sets the numbering instead, without a rib shift: C1 at the top (C1 of a C1+C2 top,
+    :func:`atlas_axis_top`; validation, 40 phantoms: 94.4 % -> 96.4 %, cervical 88.7 % ->
+    96.7 %), or S1 / L5 at the bottom where the pelvis is seen
+    (:func:`SpineAILib.vertebrae.sacrum.sacral_instances`)."""
     n = len(instances)
     if not n:
         return [], 0
