@@ -261,7 +261,9 @@ def fuse(prob: np.ndarray, index: np.ndarray, reference: Image, threshold: float
 
 def fuse_by_discs(prob: np.ndarray, index: np.ndarray, reference: Image, hu: np.ndarray, threshold: float = 0.5,
                   min_votes_mm3: float = 3000.0) -> tuple[dict[int, np.ndarray], dict[int, float], np.ndarray]:
-    """:func:`fuse` mode "discs": instances between discs, labelled as one consecutive run."""
+    """:func:`fuse` mode "discs": instances between discs, labelled as one consecutive run
+    (numbered from the sacrum where the pelvis is in view, :mod:`SpineAILib.vertebrae.sacrum`;
+    their confidence is then the detection probability alone)."""
     from SpineAILib.vertebrae.column import column_instances, label_instances
     from SpineAILib.vertebrae.labels import vertebra_radius_mm
     from SpineAILib.vertebrae.sacrum import sacral_instances
@@ -282,7 +284,11 @@ def fuse_by_discs(prob: np.ndarray, index: np.ndarray, reference: Image, hu: np.
         if votes[n + 1] * voxel_mm3 < max(min_votes_mm3, 0.4 * vertebra_radius_mm(lab) ** 3):
             continue
         cents[lab] = inst.centroid
-        conf[lab] = float(np.clip(inst.probability * (1.0 - 2.0 * abs(inst.median_index - n - fit)), 0.0, 1.0))
+        # numbered from the pelvis, the labels do not come from the network, and its index on
+        # real CT is off and compressed (totalseg_example: all but one 0.0 with the fit term):
+        # the detection probability alone
+        fits = 1.0 if sacral is not None else 1.0 - 2.0 * abs(inst.median_index - n - fit)
+        conf[lab] = float(np.clip(inst.probability * fits, 0.0, 1.0))
         value[n + 1] = lab
     return cents, conf, value[owner]
 
