@@ -281,6 +281,22 @@ def test_locate_end_to_end_on_a_heldout_phantom(heldout_phantom):
     assert res.labels.same_grid(ph.image)
     assert set(np.unique(res.labels.array)) - {0} <= set(res.centroids)
     assert all(0 <= c <= 1 for c in res.confidence.values())
+    assert res.numbering == "ribs" and res.warnings == []  # T6-L5: the T12/L1 transition in view
+
+
+@pytest.mark.slow
+def test_no_landmark_in_view_is_said():
+    """A short mid-thoracic scan (T5-T8: no rib transition, no C1, no sacrum): the labels rest on
+    the network alone, and the result says so."""
+    _models_or_skip()
+    from SpineAILib.phantoms import CTPhantomConfig, ct_spine_phantom
+    from SpineAILib.vertebrae import locate
+    from SpineAILib.vertebrae.predict import NO_LANDMARK_WARNING
+
+    ph = ct_spine_phantom(CTPhantomConfig(first="T5", last="T8", spacing=(2.0, 2.0, 2.0), seed=79))
+    res = locate(ph.image, device="cpu")
+    assert res.found and res.numbering is None
+    assert NO_LANDMARK_WARNING in res.warnings
 
 
 @pytest.mark.slow
@@ -303,6 +319,8 @@ def test_cli_writes_every_output(tmp_path, heldout_phantom):
         np.testing.assert_allclose(ctd[e["label"]], ras * [-1, -1, 1], atol=0.01)
     labels = read_image(tmp_path / "out" / "vertebrae.nii.gz")
     assert labels.same_grid(heldout_phantom.image)
+    report = json.loads((tmp_path / "out" / "report.json").read_text(encoding="utf-8"))
+    assert report["numbering"] == "ribs" and report["warnings"] == []
 
 
 @pytest.mark.slow

@@ -14,8 +14,8 @@ from SpineAILib.vertebrae.column import (
     column_mask,
     disc_dips,
     label_instances,
+    rib_anchor,
     rib_score,
-    rib_shift,
 )
 from SpineAILib.vertebrae.predict import fuse
 
@@ -148,8 +148,9 @@ def test_c1_and_c2_at_the_top_of_the_column_fix_the_numbering():
     ref, hu, prob, index, centres = _cervical_top(2.0)
     inst, _ = column_instances(hu, prob, index, ref)
     assert [i.anchor for i in inst[:2]] == [T("C1"), T("C2")] and all(i.anchor is None for i in inst[2:])
-    cents = fuse(prob, index, ref, hu=hu)[0]
-    assert sorted(cents) == [T(n) for n in ("C1", "C2", "C3", "C4", "C5")]
+    details = {}
+    cents = fuse(prob, index, ref, hu=hu, details=details)[0]
+    assert sorted(cents) == [T(n) for n in ("C1", "C2", "C3", "C4", "C5")] and details == {"numbering": "C1"}
     for lab, c in centres.items():
         np.testing.assert_allclose(cents[lab], c, atol=2.1)  # C1/C2 cut in their nominal proportion
 
@@ -161,7 +162,9 @@ def test_no_c1_anchor_without_a_long_top_or_below_c3():
     ref, hu, prob, index, _ = _cervical_top(2.0, atlas=False)
     inst, _ = column_instances(hu, prob, index, ref)
     assert all(i.anchor is None for i in inst)
-    assert sorted(fuse(prob, index, ref, hu=hu)[0]) == [T(n) for n in ("C3", "C4", "C5", "C6")]
+    details = {}
+    assert sorted(fuse(prob, index, ref, hu=hu, details=details)[0]) == [T(n) for n in ("C3", "C4", "C5", "C6")]
+    assert details == {"numbering": None}  # the network alone: locate() warns
     ref, hu, prob, index, _ = _cervical_top(6.0)  # the network reads the top as C6/C5
     assert all(i.anchor is None for i in column_instances(hu, prob, index, ref)[0])
     found = [(np.arange(40, 55), np.arange(40, 60)), (np.arange(25, 35), np.arange(23, 38)),
@@ -194,35 +197,45 @@ def test_ribs_fix_the_numbering_at_the_thoracolumbar_transition():
     labs = [T("T10"), T("T11"), T("T12"), T("L1"), T("L2"), T("L3")]
     ref, hu, prob, index, centres = _column(labs, index_offset=1.0, ribs={T("T10"), T("T11"), T("T12")},
                                             size=(0, 60, 120))
-    cents = fuse(prob, index, ref, hu=hu)[0]
-    assert sorted(cents) == sorted(labs)
+    details = {}
+    cents = fuse(prob, index, ref, hu=hu, details=details)[0]
+    assert sorted(cents) == sorted(labs) and details == {"numbering": "ribs"}
+    ref, hu, prob, index, centres = _column(labs, index_offset=0.0, ribs={T("T10"), T("T11"), T("T12")},
+                                            size=(0, 60, 120))
+    fuse(prob, index, ref, hu=hu, details=details)
+    assert details == {"numbering": "ribs"}  # the ribs confirm the network's numbering: still fixed by them
+    fuse(prob, index, ref, mode="slice", details=details)
+    assert details == {"numbering": None}  # the other modes use no landmark
     ref, hu, prob, index, centres = _column(labs, index_offset=1.0, size=(0, 60, 120))
-    no_ribs = fuse(prob, index, ref, hu=hu)[0]
+    no_ribs = fuse(prob, index, ref, hu=hu, details=details)[0]
+    assert details == {"numbering": None}
     assert sorted(no_ribs) == sorted(lab + 1 for lab in labs)
 
 
-def test_rib_shift_only_for_a_clean_pattern():
+def test_rib_anchor_only_for_a_clean_pattern():
     """Seven vertebrae that are really T10..L4 (ribs on the first three), numbered from
-    ``first``: the shift that makes the ribs agree with T1-T12, within 2 levels, for one run."""
+    ``first``: the shift that makes the ribs agree with T1-T12, within 2 levels, for one run;
+    None where the ribs fix no numbering (0 would claim they confirmed it)."""
     r, o = 4000.0, 100.0
     flags = [r, r, r, o, o, o, o]
 
     def numbered(first):
         return list(range(T(first), T(first) + 7))
 
-    assert rib_shift(numbered("T10"), flags) == 0  # right already
-    assert rib_shift(numbered("T9"), flags) == 1
-    assert rib_shift(numbered("T11"), flags) == -1
-    assert rib_shift(numbered("T8"), flags) == 2
-    assert rib_shift(numbered("T7"), flags) == 0  # 3 levels off: beyond what the ribs may move
-    assert rib_shift(numbered("T9"), [r, o, r, o, o, o, o]) == 0  # two runs (shoulder, pelvis): not ribs
-    assert rib_shift(numbered("T9"), [r] * 7) == 0  # no transition in view
-    assert rib_shift(numbered("T9"), [o] * 7) == 0
-    assert rib_shift(numbered("T9"), [None, None, r, o, None, None, None]) == 1  # unknowns do not vote
-    assert rib_shift(numbered("T9"), [None] * 7) == 0
+    assert rib_anchor(numbered("T10"), flags) == 0  # right already: confirmed
+    assert rib_anchor(numbered("T9"), flags) == 1
+    assert rib_anchor(numbered("T11"), flags) == -1
+    assert rib_anchor(numbered("T8"), flags) == 2
+    assert rib_anchor(numbered("T7"), flags) is None  # 3 levels off: beyond what the ribs may move
+    assert rib_anchor(numbered("T9"), [r, o, r, o, o, o, o]) is None  # two runs (shoulder, pelvis): not ribs
+    assert rib_anchor(numbered("T9"), [r] * 7) is None  # no transition in view
+    assert rib_anchor(numbered("T9"), [o] * 7) is None
+    assert rib_anchor(numbered("T9"), [None, None, r, o, None, None, None]) == 1  # unknowns do not vote
+    assert rib_anchor(numbered("T9"), [None] * 7) is None
+    assert rib_anchor(numbered("T9"), [50.0, 50.0, 10.0, 0, 0, 0, 0]) is None  # too little bone to be ribs
     # a partly seen rib (between 10 and 40 % of the highest) is undecided, not "no rib"
-    assert rib_shift(numbered("T9"), [r, r, 0.25 * r, o, o, o, o]) == 1
-    assert rib_shift(numbered("T10"), [r, r, 0.25 * r, o, o, o, o]) == 0
+    assert rib_anchor(numbered("T9"), [r, r, 0.25 * r, o, o, o, o]) == 1
+    assert rib_anchor(numbered("T10"), [r, r, 0.25 * r, o, o, o, o]) == 0
 
 
 def test_rib_score_is_unknown_where_the_window_leaves_the_field_of_view():
@@ -241,8 +254,8 @@ def test_label_instances_drops_a_fragment_beyond_the_column():
     ref, hu, prob, index, centres = _column(labs)
     inst, _ = column_instances(hu, prob, index, ref)
     inst[-1].median_index = 3.0  # the last "vertebra" reads as C3: not part of this run
-    got, shift = label_instances(inst)
-    assert got == [T("L2"), T("L3"), None] and shift == 0
+    got, shift, fixed_by = label_instances(inst)
+    assert got == [T("L2"), T("L3"), None] and shift == 0 and fixed_by is None  # no hu: the network alone
 
 
 def test_after_l5_comes_s1_and_nothing_below():

@@ -131,10 +131,10 @@ def test_label_instances_numbers_up_from_the_sacrum_whatever_the_network_says():
     # five instances head first, the last anchored as S1; the network reads them 6 levels low
     inst = [Instance(np.array([k]), np.zeros(3), float(T("L2") - 6 + k), 0.9) for k in range(5)]
     inst[-1].anchor = T("S1")
-    labels, shift = label_instances(inst)
-    assert labels == [T("L2"), T("L3"), T("L4"), T("L5"), T("S1")] and shift == 0
+    labels, shift, fixed_by = label_instances(inst)
+    assert labels == [T("L2"), T("L3"), T("L4"), T("L5"), T("S1")] and shift == 0 and fixed_by == "S1"
     inst[-1].anchor = T("L5")  # the pelvis below the lowest instance: that one is L5
-    assert label_instances(inst)[0] == [T("L1"), T("L2"), T("L3"), T("L4"), T("L5")]
+    assert label_instances(inst)[::2] == ([T("L1"), T("L2"), T("L3"), T("L4"), T("L5")], "L5")
 
 
 def _lumbar_with_pelvis(pelvis=True, index_offset=-6.0):
@@ -205,3 +205,4 @@ def test_real_abdominal_ct_numbered_from_the_sacrum(data_dir, name):
     assert sum(r["identified"] for r in rows) >= 5, rows
     assert anatomy.vertebra_label("S1") in result.centroids
     assert min(result.confidence.values()) > 0.5  # not the network's disagreement (it reads T3-L1)
+    assert result.numbering == "S1" and result.warnings == []

@@ -10,7 +10,7 @@ rounding turns those into duplicated or skipped labels. Two things in the CT do 
   (:func:`disc_dips`, :func:`column_instances`).
 * **Ribs.** T1-T12 carry ribs, C7 and L1 do not. Where the field of view shows a transition
   (cervical to thoracic or thoracic to lumbar), the rib pattern fixes the numbering
-  (:func:`rib_shift`).
+  (:func:`rib_anchor`).
 
 * **C1 and C2.** No disc lies between them, so at the top of a column that ends inside the
   field of view they make one long instance (:func:`atlas_axis_top`), which fixes the numbering
@@ -241,9 +241,10 @@ def rib_score(hu: np.ndarray, reference: Image, centroid: np.ndarray, lateral_mm
     return min(sides)
 
 
-def rib_shift(labels: list[int], scores: list[float | None], relative: float = 0.4, absent: float = 0.1,
-              min_mm3: float = 500.0, max_shift: int = 2) -> int:
-    """The label shift (added to every label) that makes the rib pattern agree with T1-T12.
+def rib_anchor(labels: list[int], scores: list[float | None], relative: float = 0.4, absent: float = 0.1,
+               min_mm3: float = 500.0, max_shift: int = 2) -> int | None:
+    """The label shift (added to every label) that makes the rib pattern agree with T1-T12, or
+    None where the pattern fixes no numbering (no rib transition in view, or not a clean one).
 
     ``labels`` are consecutive head to feet, ``scores`` their :func:`rib_score` (None =
     unknown). A vertebra has a rib when its score is at least ``relative`` times the highest
@@ -255,33 +256,36 @@ def rib_shift(labels: list[int], scores: list[float | None], relative: float = 0
     numbering."""
     known = [(lab, s) for lab, s in zip(labels, scores, strict=True) if s is not None]
     if len(known) < 2:
-        return 0
+        return None
     top = max(s for _, s in known)
     if top < min_mm3:
-        return 0
+        return None
     # between ``absent`` and ``relative`` of the highest: undecided (a rib cut by the field of
     # view, the next level's rib running down into the window)
     known = [(lab, s) for lab, s in known if s >= relative * top or s <= absent * top]
     flags = [s >= relative * top for _, s in known]
     where = np.flatnonzero(flags)
     if all(flags) or len(np.split(where, np.flatnonzero(np.diff(where) > 1) + 1)) != 1:
-        return 0
+        return None
 
     def cost(shift: int) -> int:
         return sum(f != ((lab + shift) in RIB_LEVELS) for (lab, _), f in zip(known, flags, strict=True))
 
     best = min(range(-max_shift, max_shift + 1), key=lambda s: (cost(s), abs(s)))
-    return best if cost(best) == 0 else 0
+    return best if cost(best) == 0 else None
 
 
 def label_instances(instances: list[Instance], hu: np.ndarray | None = None, reference: Image | None = None,
-                    use_ribs: bool = True) -> tuple[list[int | None], int]:
-    """VerSe labels of the instances (head to feet; None = dropped) and the rib shift applied.
+                    use_ribs: bool = True) -> tuple[list[int | None], int, str | None]:
+    """VerSe labels of the instances (head to feet; None = dropped), the rib shift applied, and
+    what in the image fixed the numbering: "C1", "S1" or "L5" (an instance's ``anchor``), "ribs"
+    (a clean rib transition, :func:`rib_anchor`, even when it agreed with the network: shift 0),
+    or None (the identification network's offset alone).
 
     Consecutive numbering with the offset that best fits the network's medians
     (``round(median(m_i - i))``); an instance at either end whose median is more than 2.5 levels
     off that line is dropped (a fragment beyond the column). With ``hu`` and ``reference`` the
-    rib pattern may shift the numbering (:func:`rib_shift`; a vertebra cut by the field of view
+    rib pattern may shift the numbering (:func:`rib_anchor`; a vertebra cut by the field of view
     shows a partial rib, which its undecided band leaves out). An instance with an ``anchor``
     sets the numbering instead, without a rib shift: C1 at the top (C1 of a C1+C2 top,
     :func:`atlas_axis_top`; validation, 40 phantoms: 94.4 % -> 96.4 %, cervical 88.7 % ->
@@ -289,7 +293,7 @@ def label_instances(instances: list[Instance], hu: np.ndarray | None = None, ref
     (:func:`SpineAILib.vertebrae.sacrum.sacral_instances`)."""
     n = len(instances)
     if not n:
-        return [], 0
+        return [], 0, None
     m = np.array([inst.median_index for inst in instances])
     offset = int(np.round(np.median(m - np.arange(n))))
     run = offset  # what an end instance's median index is checked against
@@ -305,9 +309,11 @@ def label_instances(instances: list[Instance], hu: np.ndarray | None = None, ref
     keep = [i for i in range(n)
             if 0 < i < n - 1 or abs(m[i] - (run + i)) <= 2.5 or instances[i].anchor is not None]
     shift = 0
+    fixed_by = None if anchored is None else anatomy.vertebra_name(instances[anchored].anchor)
     if use_ribs and hu is not None and reference is not None and anchored is None:
         scores = [rib_score(hu, reference, instances[i].centroid) for i in keep]
-        shift = rib_shift([offset + i for i in keep], scores)
+        ribs = rib_anchor([offset + i for i in keep], scores)
+        shift, fixed_by = (0, None) if ribs is None else (ribs, "ribs")
     labels: list[int | None] = [None] * n
     for i in keep:
         lab = offset + i + shift
@@ -317,4 +323,4 @@ def label_instances(instances: list[Instance], hu: np.ndarray | None = None, ref
             lab = anatomy.vertebra_label("S1") if lab == anatomy.vertebra_label("L6") else None
         if lab is not None and lab in anatomy.VERTEBRAE:
             labels[i] = lab
-    return labels, shift
+    return labels, shift, fixed_by
