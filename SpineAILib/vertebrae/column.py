@@ -305,7 +305,8 @@ def label_instances(instances: list[Instance], hu: np.ndarray | None = None, ref
         # numbered from the top (C1) the ends are checked against that numbering; from the
         # sacrum only against the network's own run, whose absolute index may be levels off on
         # real CT (totalseg_example: 5-8 levels low)
-        run = offset if anchored == 0 else run
+        if anchored == 0:
+            run = offset
     keep = [i for i in range(n)
             if 0 < i < n - 1 or abs(m[i] - (run + i)) <= 2.5 or instances[i].anchor is not None]
     shift = 0

@@ -241,7 +241,8 @@ def sacral_instances(hu: np.ndarray, prob: np.ndarray, index: np.ndarray, refere
     whose centre :func:`pelvis_at` calls the sacrum is S1 (pieces below it are the lower sacrum);
     if none is, but the pelvis lies ``below_mm`` beneath the line's lower end, the lowest piece
     is L5. Every detected voxel within ``radius_mm`` of the line belongs to the piece of its
-    nearest line sample; an instance's centroid is the median of its voxels. Returns the
+    nearest line sample; an instance's centroid is the median of its voxels (a piece without
+    any gives None: counting past it would shift the labels above). Returns the
     instances head first (the anchored one carries ``anchor``) and the owner map of
     :func:`~SpineAILib.vertebrae.column.column_instances`."""
     from scipy.spatial import cKDTree
@@ -259,8 +260,8 @@ def sacral_instances(hu: np.ndarray, prob: np.ndarray, index: np.ndarray, refere
     if not pieces:
         return None
     pieces = split_long(pieces, level)  # feet first
-    centre = [path.points[int(np.median(p))] + 5.0 * path.anterior[int(np.median(p))] for p in pieces]
-    is_pelvis = [pelvis_at(hu, reference, c) for c in centre[:3]]
+    mid = [int(np.median(p)) for p in pieces[:3]]
+    is_pelvis = [pelvis_at(hu, reference, path.points[k] + 5.0 * path.anterior[k]) for k in mid]
     if any(is_pelvis):
         s1 = max(k for k, v in enumerate(is_pelvis) if v)
         pieces, anchor = pieces[s1:], S1
@@ -286,13 +287,11 @@ def sacral_instances(hu: np.ndarray, prob: np.ndarray, index: np.ndarray, refere
     for k in order:
         sel = owner_piece == k
         if not sel.any():
-            continue
+            return None  # skipping it would renumber every piece above: leave it to the axial path
         centroid = np.median(pos[sel], axis=0)
         vox = (zz[sel], yy[sel], xx[sel])
         slices = np.unique(zz[sel])
         out.append(Instance(slices, centroid, float(np.median(index[vox])), float(prob[vox].mean()),
                             anchor if k == 0 else None))
         owner[vox] = len(out)
-    if not out or out[-1].anchor is None:
-        return None  # the anchored piece holds no detection
     return out, owner
