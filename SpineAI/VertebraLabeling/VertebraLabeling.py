@@ -74,7 +74,9 @@ class VertebraLabelingWidget(SpineAICommon.TaskWidgetMixin, ScriptedLoadableModu
         nodes, info = self.logic.readResult(self._workDir, self.ui.inputSelector.currentNode())
         self.ui.pointsSelector.setCurrentNode(nodes["centroids"])
         found = info["vertebrae"]
-        self.ui.statusLabel.text = f"{len(found)} vertebrae: {' '.join(found)}" if found else "No vertebrae found."
+        numbered = {None: "the network alone", "ribs": "the ribs"}.get(info.get("numbering"), info.get("numbering"))
+        self.ui.statusLabel.text = (f"{len(found)} vertebrae: {' '.join(found)} (numbered by {numbered})" if found
+                                    else "No vertebrae found.")
         if info["warnings"]:
             slicer.util.warningDisplay("\n\n".join(info["warnings"]), windowTitle="Vertebra Labeling")
 
@@ -130,7 +132,8 @@ class VertebraLabelingLogic(ScriptedLoadableModuleLogic):
             info = json.load(f)
         labels = read_image(os.path.join(workDir, "vertebrae.nii.gz"))
         result = VertebraResult({e["label"]: lps_to_ras(np.array(e["position_ras_mm"])) for e in entries},
-                                {e["label"]: e["confidence"] for e in entries}, labels, info["warnings"])
+                                {e["label"]: e["confidence"] for e in entries}, labels, info["warnings"],
+                                numbering=info.get("numbering"))
         nodes = write_vertebrae_result(slicer.mrmlScene, result, volumeNode, f"{volumeNode.GetName()} vertebra")
         return nodes, info
 
