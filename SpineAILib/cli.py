@@ -191,8 +191,9 @@ def _cmd_vertebrae(args: argparse.Namespace, progress: Progress) -> int:
     progress.close()
     for msg in r.warnings:
         print(f"spineai vertebrae: warning: {msg}", file=sys.stderr)
+    noun = "vertebra" if len(r.centroids) == 1 else "vertebrae"
     print(f"Wrote {args.output}/centroids.json, centroids_ctd.json, centroids.mrk.json, vertebrae.nii.gz, "
-          f"vertebrae.seg.nrrd ({len(r.centroids)} vertebrae: {' '.join(r.names()) or 'none'}; "
+          f"vertebrae.seg.nrrd ({len(r.centroids)} {noun}: {' '.join(r.names()) or 'none'}; "
           f"{r.seconds.get('total', 0):.1f} s)")
     return EXIT_OK
 
