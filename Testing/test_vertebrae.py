@@ -16,7 +16,7 @@ from SpineAILib.io import Image, write_image
 from SpineAILib.postprocessing import centers_of_mass
 from SpineAILib.preprocessing import resample_to_canonical
 from SpineAILib.vertebrae.data import body_centroids_from_mask, folder_cases, read_lml, write_lml
-from SpineAILib.vertebrae.evaluate import by_anchor, has_anchor, match, summarize, to_markdown
+from SpineAILib.vertebrae.evaluate import by_anchor, by_numbering, has_anchor, match, summarize, to_markdown
 from SpineAILib.vertebrae.formats import read_verse_centroids, write_verse_centroids
 from SpineAILib.vertebrae.predict import detect, fuse, identify, order_warnings, shift_labels
 
@@ -195,6 +195,26 @@ def test_errors_split_by_a_rib_transition_in_view():
     assert s["no rib transition in view"]["error_mean_mm"] == pytest.approx(25.0)
     md = to_markdown({"summary": {}, "by_anchor": s, "cases": []}, "t")
     assert "| rib transition in view | 2 | 5 | 80.0% | 5.80 |" in md
+
+
+def test_errors_split_by_what_fixed_the_numbering():
+    """The prediction's own numbering source (ribs, C1, S1, L5 or none) groups the scans."""
+    def row(ok):
+        return {"name": "T5", "region": "thoracic", "identified": ok, "error_mm": 1.0 if ok else 25.0}
+
+    cases = [{"case": "a", "reference": ["T4"], "predicted": ["T4"], "numbering": "ribs", "seconds": 1.0,
+              "summary": {"all": {"id_rate": 1.0, "error_mean_mm": 1.0}}, "rows": [row(True), row(True)]},
+             {"case": "b", "reference": ["T4"], "predicted": ["T5"], "numbering": None, "seconds": 1.0,
+              "summary": {"all": {"id_rate": 0.0, "error_mean_mm": 25.0}}, "rows": [row(False)]},
+             {"case": "c", "reference": ["T4"], "predicted": ["T4"], "numbering": "ribs", "seconds": 1.0,
+              "summary": {"all": {"id_rate": 0.5, "error_mean_mm": 13.0}}, "rows": [row(True), row(False)]}]
+    s = by_numbering(cases)
+    assert list(s) == ["ribs", "none"]
+    assert s["ribs"]["scans"] == 2 and s["ribs"]["n"] == 4 and s["ribs"]["id_rate"] == pytest.approx(0.75)
+    assert s["none"]["scans"] == 1 and s["none"]["id_rate"] == 0.0
+    md = to_markdown({"summary": {}, "by_numbering": s, "cases": cases}, "t")
+    assert "| ribs | 2 | 4 | 75.0% | 7.00 |" in md and "| none | 1 | 1 | 0.0% | 25.00 |" in md
+    assert "| b | T4..T4 (1) | T5 | none | 0.0% | 25.00 | 1.0 |" in md
 
 
 def test_label_corrections():

@@ -85,6 +85,19 @@ def by_anchor(per_case: list[dict]) -> dict:
     return out
 
 
+def by_numbering(per_case: list[dict]) -> dict:
+    """Overall summary (:func:`summarize` "all") per what fixed each scan's numbering in the
+    prediction (``VertebraResult.numbering``: "ribs", "C1", "S1", "L5"; "none" = the network
+    alone, the scans ``locate`` warns about), in that order."""
+    out = {}
+    for key in ("ribs", "C1", "S1", "L5", "none"):
+        cases = [c for c in per_case if (c.get("numbering") or "none") == key]
+        rows = [r for c in cases for r in c["rows"]]
+        if rows:
+            out[key] = {"scans": len(cases), **summarize(rows)["all"]}
+    return out
+
+
 def evaluate_cases(cases, device: str = "auto", models_dir=None, log=print) -> dict:
     from SpineAILib.vertebrae.predict import locate
 
@@ -100,13 +113,15 @@ def evaluate_cases(cases, device: str = "auto", models_dir=None, log=print) -> d
         s = summarize(rows)
         extra = sorted(set(res.centroids) - set(case.centroids))
         per_case.append({"case": case.name, "source": case.source, "reference": [anatomy.vertebra_name(k) for k in ref],
-                         "predicted": res.names(), "extra_predictions": [anatomy.vertebra_name(k) for k in extra],
+                         "predicted": res.names(), "numbering": res.numbering,
+                         "extra_predictions": [anatomy.vertebra_name(k) for k in extra],
                          "seconds": round(secs, 2), "summary": s, "rows": rows})
         a = s.get("all", {})
         log(f"{case.name}: id rate {a.get('id_rate', float('nan')):.3f} of {a.get('n', 0)}, "
             f"error {a.get('error_mean_mm') or float('nan'):.2f} mm, predicted {' '.join(res.names()) or '-'} "
             f"({secs:.1f} s)")
-    return {"summary": summarize(all_rows), "by_anchor": by_anchor(per_case), "cases": per_case}
+    return {"summary": summarize(all_rows), "by_anchor": by_anchor(per_case), "by_numbering": by_numbering(per_case),
+            "cases": per_case}
 
 
 def to_markdown(report: dict, title: str) -> str:
@@ -116,18 +131,21 @@ def to_markdown(report: dict, title: str) -> str:
         err = "-" if s["error_mean_mm"] is None else f"{s['error_mean_mm']:.2f} +- {s['error_std_mm']:.2f}"
         med = "-" if s["error_median_mm"] is None else f"{s['error_median_mm']:.2f}"
         lines.append(f"| {region} | {s['n']} | {100 * s['id_rate']:.1f}% | {s['detected']} | {err} | {med} |")
-    if report.get("by_anchor"):
-        lines += ["", "| field of view | scans | vertebrae | id rate | error mean (mm) |", "|---|---|---|---|---|"]
-        for key, s in report["by_anchor"].items():
-            err = "-" if s["error_mean_mm"] is None else f"{s['error_mean_mm']:.2f}"
-            lines.append(f"| {key} | {s['scans']} | {s['n']} | {100 * s['id_rate']:.1f}% | {err} |")
-    lines += ["", "| case | reference | predicted | id rate | error mean (mm) | seconds |", "|---|---|---|---|---|---|"]
+    for group, heading in (("by_anchor", "field of view"), ("by_numbering", "numbered by (prediction)")):
+        if report.get(group):
+            lines += ["", f"| {heading} | scans | vertebrae | id rate | error mean (mm) |", "|---|---|---|---|---|"]
+            for key, s in report[group].items():
+                err = "-" if s["error_mean_mm"] is None else f"{s['error_mean_mm']:.2f}"
+                lines.append(f"| {key} | {s['scans']} | {s['n']} | {100 * s['id_rate']:.1f}% | {err} |")
+    lines += ["", "| case | reference | predicted | numbered by | id rate | error mean (mm) | seconds |",
+              "|---|---|---|---|---|---|---|"]
     for c in report["cases"]:
         a = c["summary"].get("all", {"id_rate": float("nan"), "error_mean_mm": None})
         ref = f"{c['reference'][0]}..{c['reference'][-1]} ({len(c['reference'])})" if c["reference"] else "-"
         pred = f"{' '.join(c['predicted'])}" if c["predicted"] else "-"
         err = "-" if a.get("error_mean_mm") is None else f"{a['error_mean_mm']:.2f}"
-        lines.append(f"| {c['case']} | {ref} | {pred} | {100 * a['id_rate']:.1f}% | {err} | {c['seconds']} |")
+        lines.append(f"| {c['case']} | {ref} | {pred} | {c.get('numbering') or 'none'} | {100 * a['id_rate']:.1f}% "
+                     f"| {err} | {c['seconds']} |")
     return "\n".join(lines) + "\n"
 
 
