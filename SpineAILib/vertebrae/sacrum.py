@@ -46,15 +46,10 @@ import numpy as np
 
 from SpineAILib import anatomy
 from SpineAILib.io.image import Image
-from SpineAILib.vertebrae.column import Instance, split_long
+from SpineAILib.vertebrae.column import Instance, axis_offsets, split_long
 
 S1 = anatomy.vertebra_label("S1")
 L5 = anatomy.vertebra_label("L5")
-
-
-def _physical_axes(reference: Image) -> tuple[np.ndarray, np.ndarray]:
-    """Origin and spacing (x, y, z) of a canonical (identity-direction) grid."""
-    return np.asarray(reference.origin, float), np.asarray(reference.spacing, float)
 
 
 def posterior_line(prob: np.ndarray, hu: np.ndarray, reference: Image, threshold: float = 0.5,
@@ -71,7 +66,7 @@ def posterior_line(prob: np.ndarray, hu: np.ndarray, reference: Image, threshold
     (y) with at least 3 of the component's voxels."""
     from scipy import ndimage
 
-    _, sp = _physical_axes(reference)
+    sp = np.asarray(reference.spacing, float)
     body = hu > -400.0
     out = np.full((hu.shape[0], 2), np.nan)
     if not body.any():
@@ -115,17 +110,16 @@ def straighten(line: np.ndarray, reference: Image, step_mm: float = 1.0, max_gap
     along its length. None when it is shorter than ``min_length_mm``."""
     from scipy import ndimage
 
-    o, sp = _physical_axes(reference)
     zs = np.flatnonzero(~np.isnan(line[:, 0]))
     if len(zs) < 2:
         return None
     run = max(np.split(zs, np.flatnonzero(np.diff(zs) > max_gap_slices) + 1), key=len)
     z = np.arange(run[0], run[-1] + 1)
-    if len(z) * sp[2] < min_length_mm:
+    if len(z) * float(reference.spacing[2]) < min_length_mm:
         return None
     xy = [np.interp(z, zs, line[zs, k]) for k in (0, 1)]
     xy = [ndimage.gaussian_filter1d(ndimage.median_filter(v, 9, mode="nearest"), 2, mode="nearest") for v in xy]
-    pts = np.stack([xy[0] * sp[0] + o[0], xy[1] * sp[1] + o[1], z * sp[2] + o[2]], axis=1)
+    pts = reference.index_to_physical(np.stack([xy[0], xy[1], z], axis=1))
     arc = np.r_[0.0, np.cumsum(np.linalg.norm(np.diff(pts, axis=0), axis=1))]
     s = np.arange(0.0, arc[-1], step_mm)
     q = np.stack([np.interp(s, arc, pts[:, k]) for k in range(3)], axis=1)
@@ -145,13 +139,12 @@ def body_band(hu: np.ndarray, reference: Image, path: Path, ap_mm: tuple[float, 
     (lines, samples along the path)."""
     from scipy import ndimage
 
-    o, sp = _physical_axes(reference)
     rows = []
     for a in np.arange(ap_mm[0], ap_mm[1] + 1e-6, step_mm):
         for lat in np.arange(-lateral_mm, lateral_mm + 1e-6, step_mm):
             pos = path.points + a * path.anterior + lat * path.lateral
-            ijk = ((pos - o) / sp)[:, ::-1].T
-            rows.append(ndimage.map_coordinates(hu, ijk, order=1, mode="nearest"))
+            rows.append(ndimage.map_coordinates(hu, reference.physical_to_index(pos)[:, ::-1].T, order=1,
+                                                mode="nearest"))
     return np.array(rows)
 
 
@@ -203,8 +196,8 @@ def pelvis_at(hu: np.ndarray, reference: Image, point: np.ndarray, min_lateral_m
     ``totalseg_example``: 0 %, 132/136 mm; the phantoms, which have no pelvis: at most 82 mm)."""
     from scipy import ndimage
 
-    o, sp = _physical_axes(reference)
-    iz, iy, ix = (int(round(v)) for v in ((point - o) / sp)[::-1])
+    sp = np.asarray(reference.spacing, float)
+    ix, iy, iz = (int(round(v)) for v in reference.physical_to_index(point))
     nz, ny, nx = hu.shape
     if not (0 <= iz < nz and 0 <= iy < ny and 0 <= ix < nx):
         return False
@@ -222,9 +215,7 @@ def pelvis_at(hu: np.ndarray, reference: Image, point: np.ndarray, min_lateral_m
     cols = np.nonzero(lab == lab[yy[nearest], xx[nearest]])[1]
     if min(ix - cols.min(), cols.max() - ix) * sp[0] < min_lateral_mm:
         return False
-    xs = np.abs(np.arange(nx) * sp[0] + o[0] - point[0])
-    ys = np.abs(np.arange(ny) * sp[1] + o[1] - point[1])
-    zs = np.abs(np.arange(nz) * sp[2] + o[2] - point[2])
+    xs, ys, zs = (np.abs(v) for v in axis_offsets(reference, hu.shape, point))
     win = hu[np.ix_(zs <= 10.0, ys <= 30.0, (xs >= 40.0) & (xs <= 120.0))]
     return bool(win.size) and float((win < -400.0).mean()) <= max_air
 
@@ -270,10 +261,9 @@ def sacral_instances(hu: np.ndarray, prob: np.ndarray, index: np.ndarray, refere
         if not pelvis_at(hu, reference, below):
             return None
         anchor = L5
-    o, sp = _physical_axes(reference)
     mask = prob > threshold
     zz, yy, xx = np.nonzero(mask)
-    pos = np.stack([xx * sp[0] + o[0], yy * sp[1] + o[1], zz * sp[2] + o[2]], axis=1)
+    pos = reference.index_to_physical(np.stack([xx, yy, zz], axis=1))
     dist, nearest = cKDTree(path.points).query(pos, distance_upper_bound=radius_mm)
     near = np.isfinite(dist)
     piece_of = np.full(n + 1, -1)
