@@ -73,29 +73,30 @@ def has_anchor(names: list[str]) -> bool:
     return any(a in names and b in names for a, b in ANCHOR_PAIRS)
 
 
-def by_anchor(per_case: list[dict]) -> dict:
-    """Overall summary (:func:`summarize` "all") of the scans with a rib transition in view and
-    of those without one: the errors of the fusion concentrate in the latter."""
+def _grouped(per_case: list[dict], keys: tuple[str, ...], key_of) -> dict:
+    """Overall summary (:func:`summarize` "all") and scan count per group (``key_of(case)``),
+    in the order of ``keys``; empty groups left out."""
     out = {}
-    for key, want in (("rib transition in view", True), ("no rib transition in view", False)):
-        cases = [c for c in per_case if has_anchor(c["reference"]) == want]
+    for key in keys:
+        cases = [c for c in per_case if key_of(c) == key]
         rows = [r for c in cases for r in c["rows"]]
         if rows:
             out[key] = {"scans": len(cases), **summarize(rows)["all"]}
     return out
+
+
+def by_anchor(per_case: list[dict]) -> dict:
+    """The scans with a rib transition in view and those without one, summarised apart: the
+    errors of the fusion concentrate in the latter."""
+    keys = ("rib transition in view", "no rib transition in view")
+    return _grouped(per_case, keys, lambda c: keys[0] if has_anchor(c["reference"]) else keys[1])
 
 
 def by_numbering(per_case: list[dict]) -> dict:
-    """Overall summary (:func:`summarize` "all") per what fixed each scan's numbering in the
-    prediction (``VertebraResult.numbering``: "ribs", "C1", "S1", "L5"; "none" = the network
-    alone, the scans ``locate`` warns about), in that order."""
-    out = {}
-    for key in ("ribs", "C1", "S1", "L5", "none"):
-        cases = [c for c in per_case if (c.get("numbering") or "none") == key]
-        rows = [r for c in cases for r in c["rows"]]
-        if rows:
-            out[key] = {"scans": len(cases), **summarize(rows)["all"]}
-    return out
+    """The scans summarised per what fixed their numbering in the prediction
+    (``VertebraResult.numbering``: "ribs", "C1", "S1", "L5"; "none" = the network alone, the
+    scans ``locate`` warns about), in that order."""
+    return _grouped(per_case, ("ribs", "C1", "S1", "L5", "none"), lambda c: c.get("numbering") or "none")
 
 
 def evaluate_cases(cases, device: str = "auto", models_dir=None, log=print) -> dict:
