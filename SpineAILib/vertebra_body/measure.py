@@ -157,6 +157,8 @@ def measure_heights(mask: Image, si_axis: np.ndarray | None = None, step_mm: flo
     leak into a pedicle does not move the measuring lines off the body. With ``hu``, the result
     also holds ``edges_found``: how many of the 6 ends had an endplate edge in the CT (fewer
     means the mask stops inside the bone or beyond it, and the heights are the mask's)."""
+    from scipy import ndimage
+
     m = mask.as_3d()
     # A probability map (float in [0, 1]) is measured with linear interpolation (sub-voxel
     # heights); a label mask with nearest-voxel lookup.
@@ -179,8 +181,6 @@ def measure_heights(mask: Image, si_axis: np.ndarray | None = None, step_mm: flo
     if hu is not None:
         # the CT around the mask only (12 voxels of margin: the lines reach 5 mm past the body),
         # spline-prefiltered once for the 9 cubic samplings: a click's time is mostly here
-        from scipy import ndimage
-
         box = _box(arr, 12)
         volume = ndimage.spline_filter(hu.as_3d().array[box].astype(np.float32), order=3, mode="nearest",
                                        output=np.float32)
@@ -190,8 +190,6 @@ def measure_heights(mask: Image, si_axis: np.ndarray | None = None, step_mm: flo
         base = c + frac * half_depth * ap
         line = base + t[:, None] * si
         if prob is not None:  # sub-voxel: the probability interpolated linearly along the line
-            from scipy import ndimage
-
             ijk_f = m.physical_to_index(line)
             vals = ndimage.map_coordinates(prob, [ijk_f[:, 2], ijk_f[:, 1], ijk_f[:, 0]], order=1, cval=0.0)
             inside = vals >= 0.5
@@ -204,8 +202,6 @@ def measure_heights(mask: Image, si_axis: np.ndarray | None = None, step_mm: flo
         if volume is not None and inside.any():
             # three parallel lines 1 mm apart laterally: less noise, same height (the
             # deformities vary antero-posteriorly)
-            from scipy import ndimage
-
             prof = np.mean([ndimage.map_coordinates(volume, m.physical_to_index(line + d * lateral)[:, ::-1].T
                                                     - offset[:, None], order=3, mode="nearest", prefilter=False)
                             for d in (-1.0, 0.0, 1.0)], axis=0)  # cubic: less blur than linear
