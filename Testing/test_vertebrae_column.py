@@ -235,7 +235,14 @@ def test_rib_anchor_only_for_a_clean_pattern():
     assert rib_anchor(numbered("T9"), [50.0, 50.0, 10.0, 0, 0, 0, 0]) is None  # too little bone to be ribs
     # a partly seen rib (between 10 and 40 % of the highest) is undecided, not "no rib"
     assert rib_anchor(numbered("T9"), [r, r, 0.25 * r, o, o, o, o]) == 1
-    assert rib_anchor(numbered("T10"), [r, r, 0.25 * r, o, o, o, o]) == 0
+    # ... so the third may be T12 or L1: T10 and T11 first both agree, and where the network's own
+    # numbering is one of several that agree, the ribs fixed nothing
+    assert rib_anchor(numbered("T10"), [r, r, 0.25 * r, o, o, o, o]) is None
+    assert rib_anchor(numbered("T10"), [r, r, r, o, o, o, o]) == 0  # a clean transition confirms it
+    # one rib-bearing level beside undecided ones: any of three shifts agrees; the ribs still rule
+    # out the network's numbering (T11-L1 would put a rib on L1), so the nearest that agrees
+    assert rib_anchor(numbered("T12"), [0.25 * r, r, 0.25 * r, o, o, o, o]) == -1
+    assert rib_anchor(numbered("T11"), [0.25 * r, r, 0.25 * r, o, o, o, o]) is None
 
 
 def test_rib_score_is_unknown_where_the_window_leaves_the_field_of_view():
