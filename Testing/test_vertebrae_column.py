@@ -155,6 +155,30 @@ def test_c1_and_c2_at_the_top_of_the_column_fix_the_numbering():
         np.testing.assert_allclose(cents[lab], c, atol=2.1)  # C1/C2 cut in their nominal proportion
 
 
+def test_a_small_c1_is_kept_by_the_disc_fusion_next_to_a_full_vertebra(monkeypatch):
+    """C1 has no body: the detector covers less of it (here a 12 x 12 mm ring section, 2.6 ml
+    of votes with the C2 slice the nominal cut gives it). The paper's 3000 mm^3 floor dropped
+    such a C1 (8 of 80 validation phantoms); next to a vertebra that holds 3000 (C2), 1500 keep
+    it. A column of small pieces only (a crop's fragments) keeps none."""
+    from SpineAILib.vertebrae import predict
+
+    ref, hu, prob, index, centres = _cervical_top(2.0)
+    c1 = slice(51, 56)
+    prob[c1] = 0.0
+    prob[c1, 17:23, 17:23] = 0.9
+    details = {}
+    cents = fuse(prob, index, ref, hu=hu, details=details)[0]
+    assert sorted(cents) == [T(n) for n in ("C1", "C2", "C3", "C4", "C5")] and details == {"numbering": "C1"}
+    # within two slices: the C2 slice in C1's nominal share holds four times a C1 slice's voxels
+    np.testing.assert_allclose(cents[T("C1")], centres[T("C1")], atol=4.1)
+    monkeypatch.setattr(predict, "NEIGHBOUR_MIN_VOTES_MM3", 3000.0)  # the paper's floor alone
+    assert sorted(fuse(prob, index, ref, hu=hu)[0]) == [T(n) for n in ("C2", "C3", "C4", "C5")]
+    monkeypatch.undo()
+    thin = np.zeros_like(prob)
+    thin[:, 17:22, 17:22] = prob[:, 17:22, 17:22]  # five pieces of 1.2-2.6 ml: none holds 3000
+    assert fuse(prob=thin, index=index, reference=ref, hu=hu)[0] == {}
+
+
 def test_no_c1_anchor_without_a_long_top_or_below_c3():
     """A column whose top is C2 alone keeps the network's numbering (and its error); so does a
     long top the network places below C3 (a missed disc lower down the spine), and a long top
