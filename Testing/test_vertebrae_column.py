@@ -276,8 +276,11 @@ def test_rib_score_is_unknown_where_the_window_leaves_the_field_of_view():
     assert rib_score(hu, ref, centres[T("L1")]) == 0.0
     narrow = Image(hu[:, :, 36:84], ref.spacing, (ref.origin[0] + 72.0, ref.origin[1], ref.origin[2]))  # x +-48 mm
     assert rib_score(narrow.array, narrow, centres[T("T12")]) is None  # +-48 mm: the rib window starts at 45
-    low = centres[T("L2")]
-    assert rib_score(hu, ref, low) is None  # the window runs 30 mm below, out of the volume
+    # the window runs 30 mm below; 15 of them suffice (a vertebra's own rib lies 10-20 mm under it)
+    assert rib_score(hu, ref, centres[T("L2")]) == 0.0  # 15 mm above the volume's bottom: scored
+    assert rib_score(hu, ref, centres[T("T12")], seen_below_mm=30.0) > 500
+    assert rib_score(hu, ref, centres[T("L2")], seen_below_mm=30.0) is None
+    assert rib_score(hu, ref, centres[T("L2")] - np.array([0.0, 0.0, 2.0])) is None  # 13 mm: unknown
 
 
 def test_label_instances_drops_a_fragment_beyond_the_column():

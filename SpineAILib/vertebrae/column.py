@@ -227,18 +227,22 @@ def axis_offsets(reference: Image, shape: tuple[int, int, int], point: np.ndarra
 
 def rib_score(hu: np.ndarray, reference: Image, centroid: np.ndarray, lateral_mm: tuple[float, float] = (45.0, 90.0),
               z_mm: tuple[float, float] = (-30.0, 8.0), ap_mm: tuple[float, float] = (-20.0, 50.0),
-              bone_hu: float = 200.0, min_cover_mm: float = 5.0) -> float | None:
+              bone_hu: float = 200.0, min_cover_mm: float = 5.0, seen_below_mm: float = 15.0) -> float | None:
     """Bone volume (mm^3) lateral to a vertebra where its ribs run, the smaller of the two sides.
 
     The windows are relative to the centroid (LPS mm on the canonical grid): ``lateral_mm`` from
     the midline, ``z_mm`` (ribs leave at the body's level and run downwards), ``ap_mm`` (from
-    the body to behind the canal). None when the window does not fit in the field of view (cut
-    off in z, or less than ``min_cover_mm`` of it laterally on a side): unknown, not "no rib".
+    the body to behind the canal). None when the window does not fit in the field of view
+    (less than ``seen_below_mm`` below the centroid or its top cut off in z, or less than
+    ``min_cover_mm`` of it laterally on a side): unknown, not "no rib".
     (On 40 validation phantoms 5 mm identified 94.4 %, 10 or 20 mm 93.1 %: many fields of view
-    are narrow, and a partly seen rib still counts against the other levels of the same scan.)"""
+    are narrow, and a partly seen rib still counts against the other levels of the same scan.
+    Below: a vertebra's own rib lies 10-20 mm under its centroid at this distance, so 15 mm of
+    the 30 suffice to tell; with the whole 30 required, scans ending at T1 or L1 had no
+    transition (120 validation phantoms: 93.2 -> 94.1 %, "ribs" scans still 97.8 % right).)"""
     sp = np.asarray(reference.spacing, float)
     xs, ys, zs = axis_offsets(reference, hu.shape, centroid)
-    if zs.min() > z_mm[0] or zs.max() < z_mm[1] or min(-xs.min(), xs.max()) < lateral_mm[0] + min_cover_mm:
+    if zs.min() > -seen_below_mm or zs.max() < z_mm[1] or min(-xs.min(), xs.max()) < lateral_mm[0] + min_cover_mm:
         return None
     zsel = (zs >= z_mm[0]) & (zs <= z_mm[1])
     ysel = (ys >= ap_mm[0]) & (ys <= ap_mm[1])
