@@ -256,7 +256,8 @@ def rib_score(hu: np.ndarray, reference: Image, centroid: np.ndarray, lateral_mm
 def rib_anchor(labels: list[int], scores: list[float | None], relative: float = 0.4, absent: float = 0.1,
                min_mm3: float = 500.0, max_shift: int = 2) -> int | None:
     """The label shift (added to every label) that makes the rib pattern agree with T1-T12, or
-    None where the pattern fixes no numbering (no rib transition in view, or not a clean one).
+    None where the pattern fixes no numbering (no rib transition in view, not a clean one, or
+    several shifts agree and 0 is one of them; of several that all move the labels, the smallest).
 
     ``labels`` are consecutive head to feet, ``scores`` their :func:`rib_score` (None =
     unknown). A vertebra has a rib when its score is at least ``relative`` times the highest
@@ -298,7 +299,8 @@ def label_instances(instances: list[Instance], hu: np.ndarray | None = None, ref
                     use_ribs: bool = True) -> tuple[list[int | None], int, str | None]:
     """VerSe labels of the instances (head to feet; None = dropped), the rib shift applied, and
     what in the image fixed the numbering: "C1", "S1" or "L5" (an instance's ``anchor``), "ribs"
-    (a clean rib transition, :func:`rib_anchor`, even when it agreed with the network: shift 0),
+    (a clean rib transition, :func:`rib_anchor`, even when it agreed with the network: shift 0,
+    but not when other shifts would have agreed as well),
     or None (the identification network's offset alone).
 
     Consecutive numbering with the offset that best fits the network's medians
