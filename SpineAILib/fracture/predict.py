@@ -135,15 +135,14 @@ def assess(image: Image | str | os.PathLike, centroids: dict[int, np.ndarray] | 
         from SpineAILib.vertebra_body.predict import grade_along_column, segment
 
         t = time.perf_counter()
-        confirmed = set()  # bodies whose heights the CT confirms: segment() graded them
+        confirmed = [False] * len(out)  # heights the CT confirms: segment() graded the body
         for k, v in enumerate(out):
             check_cancel(cancel)
             try:
                 r = segment(img, v.position_lps, "LPS", centroids, device, models_dir)
                 v.heights = r.heights
                 v.note = " ".join(r.warnings)
-                if r.genant is not None:
-                    confirmed.add(k)
+                confirmed[k] = r.genant is not None
             except InputError as exc:
                 v.note = f"body not segmented: {exc}"
             if progress:
@@ -152,11 +151,10 @@ def assess(image: Image | str | os.PathLike, centroids: dict[int, np.ndarray] | 
         # confirmed bodies, with confirmed neighbours. A body segment() did not grade (a partial
         # segment, or a centroid off the body: its ends lack endplate edges) keeps no grade; a
         # wrong "severe" from a bad segment is worse than the classifier's verdict alone.
-        grades = grade_along_column([v.heights for v in out], [v.position_lps for v in out],
-                                    [k in confirmed for k in range(len(out))])
+        grades = grade_along_column([v.heights for v in out], [v.position_lps for v in out], confirmed)
         for v, g in zip(out, grades, strict=True):
             v.genant = g
-        ungraded = [v.name for k, v in enumerate(out) if k not in confirmed]
+        ungraded = [v.name for v, ok in zip(out, confirmed, strict=True) if not ok]
         if ungraded:
             warnings.append(f"No Genant grade for {', '.join(ungraded)}: the body segment is missing or not "
                             "confirmed by endplate edges in the CT (see each vertebra's note); their status is the "
