@@ -257,16 +257,27 @@ def test_rib_anchor_only_for_a_clean_pattern():
     assert rib_anchor(numbered("T9"), [None, None, r, o, None, None, None]) == 1  # unknowns do not vote
     assert rib_anchor(numbered("T9"), [None] * 7) is None
     assert rib_anchor(numbered("T9"), [50.0, 50.0, 10.0, 0, 0, 0, 0]) is None  # too little bone to be ribs
-    # a partly seen rib (between 10 and 40 % of the highest) is undecided, not "no rib"
-    assert rib_anchor(numbered("T9"), [r, r, 0.25 * r, o, o, o, o]) == 1
-    # ... so the third may be T12 or L1: T10 and T11 first both agree, and where the network's own
-    # numbering is one of several that agree, the ribs fixed nothing
-    assert rib_anchor(numbered("T10"), [r, r, 0.25 * r, o, o, o, o]) is None
+    # a partly seen rib (between 10 and 40 % of the highest) is undecided, not "no rib" (which
+    # would need a shift of 3): T10 and T11 first both agree, and the undecided third is taken
+    # for L1 (below)
+    assert rib_anchor(numbered("T9"), [r, r, 0.25 * r, o, o, o, o]) == 2
+    # ... so the third may be T12 or L1: T10 and T11 first both agree; a partial score is common
+    # at L1 (T12's rib reaches into its window), rare at T12, so the shift naming it L1 wins
+    assert rib_anchor(numbered("T10"), [r, r, 0.25 * r, o, o, o, o]) == 1
     assert rib_anchor(numbered("T10"), [r, r, r, o, o, o, o]) == 0  # a clean transition confirms it
+    # where no agreeing shift names an undecided vertebra T1 or L1 (here the third is unknown:
+    # cut by the field of view), and the network's own numbering is one of several that agree,
+    # the ribs fixed nothing
+    assert rib_anchor(numbered("T10"), [r, r, None, o, o, o, o]) is None
     # one rib-bearing level beside undecided ones: any of three shifts agrees; the ribs still rule
     # out the network's numbering (T11-L1 would put a rib on L1), so the nearest that agrees
     assert rib_anchor(numbered("T12"), [0.25 * r, r, 0.25 * r, o, o, o, o]) == -1
-    assert rib_anchor(numbered("T11"), [0.25 * r, r, 0.25 * r, o, o, o, o]) is None
+    # T11-L1 with ribs on T12 only: 0 and -1 agree; 0 makes the undecided third L1
+    assert rib_anchor(numbered("T11"), [0.25 * r, r, 0.25 * r, o, o, o, o]) == 0
+    # the cervicothoracic end: C6 without a rib, a partial one, then ribs. C6 C7 T1 .. and C7 T1
+    # T2 .. both agree; a partial rib at T1 (its short first rib) is common, at C7 rare
+    assert rib_anchor(list(range(T("C6"), T("C6") + 6)), [o, 0.25 * r, r, r, r, r]) == 1
+    assert rib_anchor(list(range(T("C7"), T("C7") + 6)), [o, 0.25 * r, r, r, r, r]) == 0
 
 
 def test_rib_score_is_unknown_where_the_window_leaves_the_field_of_view():
@@ -276,6 +287,11 @@ def test_rib_score_is_unknown_where_the_window_leaves_the_field_of_view():
     assert rib_score(hu, ref, centres[T("L1")]) == 0.0
     narrow = Image(hu[:, :, 36:84], ref.spacing, (ref.origin[0] + 72.0, ref.origin[1], ref.origin[2]))  # x +-48 mm
     assert rib_score(narrow.array, narrow, centres[T("T12")]) is None  # +-48 mm: the rib window starts at 45
+    # off-centre: one side seen to 90 mm, the other to 30: scored on the side in view
+    both = rib_score(hu, ref, centres[T("T12")])
+    left = Image(hu[:, :, 45:], ref.spacing, (ref.origin[0] + 90.0, ref.origin[1], ref.origin[2]))
+    assert rib_score(left.array, left, centres[T("T12")]) == pytest.approx(both, rel=0.2)
+    assert rib_score(left.array, left, centres[T("L1")]) == 0.0
     # the window runs 30 mm below; 15 of them suffice (a vertebra's own rib lies 10-20 mm under it)
     assert rib_score(hu, ref, centres[T("L2")]) == 0.0  # 15 mm above the volume's bottom: scored
     assert rib_score(hu, ref, centres[T("T12")], seen_below_mm=30.0) > 500

@@ -228,13 +228,17 @@ def axis_offsets(reference: Image, shape: tuple[int, int, int], point: np.ndarra
 def rib_score(hu: np.ndarray, reference: Image, centroid: np.ndarray, lateral_mm: tuple[float, float] = (45.0, 90.0),
               z_mm: tuple[float, float] = (-30.0, 8.0), ap_mm: tuple[float, float] = (-20.0, 50.0),
               bone_hu: float = 200.0, min_cover_mm: float = 5.0, seen_below_mm: float = 15.0) -> float | None:
-    """Bone volume (mm^3) lateral to a vertebra where its ribs run, the smaller of the two sides.
+    """Bone volume (mm^3) lateral to a vertebra where its ribs run, the smaller of the two sides
+    in view.
 
     The windows are relative to the centroid (LPS mm on the canonical grid): ``lateral_mm`` from
     the midline, ``z_mm`` (ribs leave at the body's level and run downwards), ``ap_mm`` (from
     the body to behind the canal). None when the window does not fit in the field of view
     (less than ``seen_below_mm`` below the centroid or its top cut off in z, or less than
-    ``min_cover_mm`` of it laterally on a side): unknown, not "no rib".
+    ``min_cover_mm`` of it laterally on both sides): unknown, not "no rib". A side with less
+    than ``min_cover_mm`` in view is left out and the other side's volume returned (a narrow
+    field of view off the column's midline, a scoliotic column: one validation scan's
+    transition read so, 94.0 -> 94.6 % on 120 validation phantoms, nothing lost).
     (On 40 validation phantoms 5 mm identified 94.4 %, 10 or 20 mm 93.1 %: many fields of view
     are narrow, and a partly seen rib still counts against the other levels of the same scan.
     Below: a vertebra's own rib lies 10-20 mm under its centroid at this distance, so 15 mm of
@@ -242,22 +246,28 @@ def rib_score(hu: np.ndarray, reference: Image, centroid: np.ndarray, lateral_mm
     transition (120 validation phantoms: 93.2 -> 94.1 %, "ribs" scans still 97.8 % right).)"""
     sp = np.asarray(reference.spacing, float)
     xs, ys, zs = axis_offsets(reference, hu.shape, centroid)
-    if zs.min() > -seen_below_mm or zs.max() < z_mm[1] or min(-xs.min(), xs.max()) < lateral_mm[0] + min_cover_mm:
+    if zs.min() > -seen_below_mm or zs.max() < z_mm[1] or max(-xs.min(), xs.max()) < lateral_mm[0] + min_cover_mm:
         return None
     zsel = (zs >= z_mm[0]) & (zs <= z_mm[1])
     ysel = (ys >= ap_mm[0]) & (ys <= ap_mm[1])
     sides = []
     for side in (-1.0, 1.0):
+        if max(side * xs) < lateral_mm[0] + min_cover_mm:
+            continue
         xsel = (side * xs >= lateral_mm[0]) & (side * xs <= lateral_mm[1])
         sides.append(float((hu[np.ix_(zsel, ysel, xsel)] > bone_hu).sum() * np.prod(sp)))
     return min(sides)
 
 
 def rib_anchor(labels: list[int], scores: list[float | None], relative: float = 0.4, absent: float = 0.1,
-               min_mm3: float = 500.0, max_shift: int = 2) -> int | None:
+               min_mm3: float = 500.0, max_shift: int = 2, tie_break: bool = True) -> int | None:
     """The label shift (added to every label) that makes the rib pattern agree with T1-T12, or
     None where the pattern fixes no numbering (no rib transition in view, not a clean one, or
     several shifts agree and 0 is one of them; of several that all move the labels, the smallest).
+    Where several agree, ``tie_break`` first keeps the one that names most of the undecided
+    vertebrae T1 or L1, if one does: on 120 validation phantoms a partial rib score was found at
+    11 of 70 T1 and 13 of 59 L1, but 1 of 65 C7, 3 of 61 T12 and 4 % of T2-T11 (three scans
+    fixed, eight confirmed that had no numbering, none made wrong: 94.6 -> 95.7 %).
 
     ``labels`` are consecutive head to feet, ``scores`` their :func:`rib_score` (None =
     unknown). A vertebra has a rib when its score is at least ``relative`` times the highest
@@ -275,6 +285,7 @@ def rib_anchor(labels: list[int], scores: list[float | None], relative: float = 
         return None
     # between ``absent`` and ``relative`` of the highest: undecided (a rib cut by the field of
     # view, the next level's rib running down into the window)
+    undecided = [lab for lab, s in known if absent * top < s < relative * top]
     known = [(lab, s) for lab, s in known if s >= relative * top or s <= absent * top]
     flags = [s >= relative * top for _, s in known]
     where = np.flatnonzero(flags)
@@ -287,6 +298,15 @@ def rib_anchor(labels: list[int], scores: list[float | None], relative: float = 
     fits = [s for s in range(-max_shift, max_shift + 1) if cost(s) == 0]
     if not fits:
         return None
+    if len(fits) > 1 and undecided and tie_break:
+        # a partial rib score is common at T1 (its short first rib) and L1 (T12's rib running
+        # down into its window), rare at other levels: prefer the one shift that names most of
+        # the undecided vertebrae T1 or L1
+        ends = (anatomy.vertebra_label("T1"), anatomy.vertebra_label("L1"))
+        hits = {s: sum((lab + s) in ends for lab in undecided) for s in fits}
+        most = max(hits.values())
+        if most > 0 and sum(h == most for h in hits.values()) == 1:
+            fits = [max(hits, key=hits.get)]
     best = min(fits, key=abs)
     # several shifts agree where the transition is in the undecided band or out of view (one
     # rib-bearing level, undecided levels beside the last rib): the ribs then still rule shifts
