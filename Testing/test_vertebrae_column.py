@@ -230,10 +230,15 @@ def test_ribs_fix_the_numbering_at_the_thoracolumbar_transition():
     assert details == {"numbering": "ribs"}  # the ribs confirm the network's numbering: still fixed by them
     fuse(prob, index, ref, mode="slice", details=details)
     assert details == {"numbering": None}  # the other modes use no landmark
-    ref, hu, prob, index, centres = _column(labs, index_offset=1.0, size=(0, 60, 120))
+    ref, hu, prob, index, centres = _column(labs, index_offset=1.0, size=(0, 60, 40))  # +-40 mm: windows unseen
     no_ribs = fuse(prob, index, ref, hu=hu, details=details)[0]
     assert details == {"numbering": None}
     assert sorted(no_ribs) == sorted(lab + 1 for lab in labs)
+    # the windows in view and no rib anywhere: six vertebrae without ribs can only be L1-S1
+    ref, hu, prob, index, centres = _column(labs, index_offset=1.0, size=(0, 60, 120))
+    ribless = fuse(prob, index, ref, hu=hu, details=details)[0]
+    assert details == {"numbering": "ribs"}
+    assert sorted(ribless) == [T(n) for n in ("L1", "L2", "L3", "L4", "L5", "S1")]
 
 
 def test_rib_anchor_only_for_a_clean_pattern():
@@ -278,6 +283,21 @@ def test_rib_anchor_only_for_a_clean_pattern():
     # T2 .. both agree; a partial rib at T1 (its short first rib) is common, at C7 rare
     assert rib_anchor(list(range(T("C6"), T("C6") + 6)), [o, 0.25 * r, r, r, r, r]) == 1
     assert rib_anchor(list(range(T("C7"), T("C7") + 6)), [o, 0.25 * r, r, r, r, r]) == 0
+
+
+def test_rib_anchor_moves_a_ribless_run_out_of_the_thorax_only_where_one_shift_is_left():
+    none = [0.0] * 6
+
+    def run(first, n=6):
+        return list(range(T(first), T(first) + n))
+
+    assert rib_anchor(run("T12"), none) == 1  # six vertebrae without ribs: L1-S1 (L6 is read as S1)
+    assert rib_anchor(run("T11"), none) == 2
+    assert rib_anchor(run("L1"), none) is None  # no rib-bearing label: nothing to move
+    assert rib_anchor(run("T12", 4), [0.0] * 4) is None  # L1-L4 or L2-L5: the ribs do not tell
+    assert rib_anchor(run("C4"), none) is None  # C2-C7 (T1's rib is not always seen): never moved up
+    assert rib_anchor(run("T12"), [0.0, None, None, None, None, None]) is None  # one window in view
+    assert rib_anchor(run("T12"), [600.0, 0, 0, 0, 0, 0]) == 0  # a rib after all: a clean transition
 
 
 def test_rib_score_is_unknown_where_the_window_leaves_the_field_of_view():
