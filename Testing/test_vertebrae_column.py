@@ -310,7 +310,7 @@ def test_rib_score_is_unknown_where_the_window_leaves_the_field_of_view():
     # off-centre: one side seen to 90 mm, the other to 30: scored on the side in view
     both = rib_score(hu, ref, centres[T("T12")])
     left = Image(hu[:, :, 45:], ref.spacing, (ref.origin[0] + 90.0, ref.origin[1], ref.origin[2]))
-    assert rib_score(left.array, left, centres[T("T12")]) == pytest.approx(both, rel=0.2)
+    assert rib_score(left.array, left, centres[T("T12")]) == both > 500  # the bars are symmetric
     assert rib_score(left.array, left, centres[T("L1")]) == 0.0
     # the window runs 30 mm below; 15 of them suffice (a vertebra's own rib lies 10-20 mm under it)
     assert rib_score(hu, ref, centres[T("L2")]) == 0.0  # 15 mm above the volume's bottom: scored

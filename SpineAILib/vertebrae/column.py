@@ -10,7 +10,8 @@ rounding turns those into duplicated or skipped labels. Two things in the CT do 
   (:func:`disc_dips`, :func:`column_instances`).
 * **Ribs.** T1-T12 carry ribs, C7 and L1 do not. Where the field of view shows a transition
   (cervical to thoracic or thoracic to lumbar), the rib pattern fixes the numbering
-  (:func:`rib_anchor`).
+  (:func:`rib_anchor`); a run with no rib at all is moved out of the thorax where only one
+  caudal shift does that.
 
 * **C1 and C2.** No disc lies between them, so at the top of a column that ends inside the
   field of view they make one long instance (:func:`atlas_axis_top`), which fixes the numbering
@@ -263,7 +264,8 @@ def rib_anchor(labels: list[int], scores: list[float | None], relative: float = 
                min_mm3: float = 500.0, max_shift: int = 2, tie_break: bool = True) -> int | None:
     """The label shift (added to every label) that makes the rib pattern agree with T1-T12, or
     None where the pattern fixes no numbering (no rib transition in view, not a clean one, or
-    several shifts agree and 0 is one of them; of several that all move the labels, the smallest).
+    several shifts agree, the tie break below picks none and 0 is one of them; of several that
+    all move the labels, the smallest).
 
     ``labels`` are consecutive head to feet, ``scores`` their :func:`rib_score` (None =
     unknown). A vertebra has a rib when its score is at least ``relative`` times the highest
@@ -332,7 +334,8 @@ def label_instances(instances: list[Instance], hu: np.ndarray | None = None, ref
     """VerSe labels of the instances (head to feet; None = dropped), the rib shift applied, and
     what in the image fixed the numbering: "C1", "S1" or "L5" (an instance's ``anchor``), "ribs"
     (a clean rib transition, :func:`rib_anchor`, even when it agreed with the network: shift 0,
-    but not when other shifts would have agreed as well),
+    but not when other shifts would have agreed as well and the tie break did not pick one; or a
+    rib-less run moved out of the thorax),
     or None (the identification network's offset alone).
 
     Consecutive numbering with the offset that best fits the network's medians
