@@ -34,6 +34,63 @@ def test_vertebrae_training_from_a_verse_folder_and_export(tmp_path):
     assert "none" not in card.training["data"].split("VerSe folders:")[1]
 
 
+def test_scan_index_offset_is_the_mean_of_per_vertebra_medians():
+    from SpineAILib.vertebrae.train import scan_index_offset
+
+    dense = np.zeros((30, 4, 4), np.uint8)
+    dense[0:10], dense[10:20], dense[20:25] = 5, 6, 26  # C5, C6 and S1 (left out: no one-level step)
+    index = dense.astype(np.float32) + 0.5
+    index[0:4] = 9.0  # outliers in C5 below half of its voxels do not move its median
+    index[20:25] = 40.0
+    assert scan_index_offset(index, dense) == pytest.approx(0.5)
+    index[10:20] = 6.0 - 0.3
+    assert scan_index_offset(index, dense) == pytest.approx((0.5 - 0.3) / 2)
+    assert scan_index_offset(index, dense, min_voxels=10_000) is None  # too little labelled
+    assert scan_index_offset(index, np.where(dense == 26, 26, 0).astype(np.uint8)) is None
+
+
+@pytest.mark.slow
+def test_identification_calibration_and_export(tmp_path):
+    """--stage calibration measures the offset of the run's identification network on the
+    phantoms after the training seeds; the export writes it into the card, which inference
+    reads, and records the card of the --init weights."""
+    import json
+
+    import torch
+
+    from SpineAILib.models import load_card
+    from SpineAILib.networks import build_network
+    from SpineAILib.training import save_config, save_fp16_weights
+    from SpineAILib.training.export import export_vertebrae
+    from SpineAILib.vertebrae.networks import IDENTIFICATION_KWARGS
+    from SpineAILib.vertebrae.train import VertebraeTrainConfig, main
+
+    run = tmp_path / "run"
+    net = build_network("spineai.VertebraIdentification2D", **IDENTIFICATION_KWARGS)
+    with torch.no_grad():  # a network whose output is a constant 0: offset = -(mean label) per scan
+        for prm in net.parameters():
+            prm.zero_()
+    (run / "models").mkdir(parents=True)
+    save_fp16_weights(net.state_dict(), run / "models" / "vertebra_identification.pt")
+    assert main(["--output", str(run), "--stage", "calibration", "--phantoms", "3", "--phantom-seed", "4000",
+                 "--calibration-phantoms", "2"]) == 0
+    calib = json.loads((run / "summary_calibration.json").read_text())
+    assert calib["seeds"] == [4003, 4004] and len(calib["per_scan"]) == 2
+    expected = []
+    for seed in (4003, 4004):
+        with np.load(run / "cache" / f"phantom_{seed}.npz") as z:
+            labs = [v for v in np.unique(z["dense"]) if 0 < v <= 24]
+        expected.append(-float(np.mean(labs)))
+    assert calib["index_offset"] == pytest.approx(np.median(expected), abs=1e-3)
+    save_config(VertebraeTrainConfig(output=str(run), init="earlier.pt"), run / "config_identification.json")
+    models = tmp_path / "models"
+    export_vertebrae(str(run), str(run), models, {}, stages=("identification",))
+    card = load_card("vertebra_identification", models)
+    assert card.labels["index_offset"] == calib["index_offset"]
+    assert card.training["initialised_from"] == {"weights": "earlier.pt", "published_card": None}
+    assert not (models / "vertebra_detection.json").exists()  # only the stage asked for
+
+
 @pytest.mark.slow
 def test_body_and_fracture_training_smoke(tmp_path):
     from SpineAILib.fracture.train import main as fracture_main

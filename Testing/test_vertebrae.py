@@ -144,6 +144,9 @@ def test_identification_uses_the_fourth_of_eight_slices():
     for x in (0, 4, 11):
         np.testing.assert_allclose(out[:, :, x], scale_hu(hu[:, :, x]), rtol=1e-6)
     assert not out[:, :, [1, 2, 3, 5, 10]].any()  # slices without detections are not run
+    shifted = identify(hu, mask, FourthSlice(), "cpu", batch=2, offset=0.75)  # the card's calibration
+    np.testing.assert_allclose(shifted[:, :, [0, 4, 11]], out[:, :, [0, 4, 11]] - 0.75, rtol=1e-6)
+    assert not shifted[:, :, [1, 2, 3, 5, 10]].any()
 
 
 def test_fusion_medians_and_vote_threshold():

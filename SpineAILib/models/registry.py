@@ -59,7 +59,7 @@ class ModelCard:
     architecture_kwargs: dict[str, Any] = field(default_factory=dict)
     input: dict[str, Any] = field(default_factory=dict)  # spacing_mm, patch/canvas size, channels
     intensity: dict[str, Any] = field(default_factory=lambda: {"type": "none"})
-    labels: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, Any] = field(default_factory=dict)  # class names; or index_offset
     training: dict[str, Any] = field(default_factory=dict)  # data, split, seed, epochs, hardware, time
     metrics: dict[str, Any] = field(default_factory=dict)
     commit: str = ""

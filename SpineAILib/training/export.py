@@ -60,13 +60,21 @@ def _publish(src: Path, card: ModelCard, models_dir: Path) -> Path:
     return write_card(card, models_dir)
 
 
-def export_vertebrae(det_run: str, id_run: str, models_dir: Path, metrics: dict) -> list[Path]:
+def export_vertebrae(det_run: str, id_run: str, models_dir: Path, metrics: dict,
+                     stages: tuple[str, ...] = ("detection", "identification")) -> list[Path]:
+    """Publish the vertebra networks of ``stages``. A run started from ``--init`` weights records
+    the card those weights were published with (``training.initialised_from``, read from
+    ``models_dir`` before it is overwritten); an identification run's calibration
+    (``summary_calibration.json``) becomes ``labels.index_offset``."""
+    from SpineAILib.models import load_card
     from SpineAILib.vertebrae import networks as nets
 
     out = []
     for stage, run, arch, kwargs in (("detection", Path(det_run), "spineai.VertebraDetection3D", nets.DETECTION_KWARGS),
                                      ("identification", Path(id_run), "spineai.VertebraIdentification2D",
                                       nets.IDENTIFICATION_KWARGS)):
+        if stage not in stages:
+            continue
         cfg = _config(run, f"config_{stage}.json")
         summ = _summary(run, f"summary_{stage}.json")
         real = ", ".join(cfg.get("real_train", [])) or "none"
@@ -89,6 +97,20 @@ def export_vertebrae(det_run: str, id_run: str, models_dir: Path, metrics: dict)
                       "hardware": "2-core CPU", "loss": "weighted cross entropy 0.1/0.9" if stage == "detection"
                       else "masked L1 on the vertebra index", "split": "held-out phantoms use seeds 5000+"},
             metrics=metrics, description=f"McCouat & Glocker two-stage vertebra localisation: {stage} network.")
+        if cfg.get("init"):
+            try:
+                prev = load_card(f"vertebra_{stage}", models_dir)
+                before = {"sha256": prev.sha256, "commit": prev.commit, "date": prev.date, "training": prev.training}
+            except Exception:  # noqa: BLE001 - no card published yet: record the weights file only
+                before = None
+            card.training["initialised_from"] = {"weights": cfg["init"], "published_card": before}
+        calib = run / "summary_calibration.json"
+        if stage == "identification" and calib.is_file():
+            c = json.loads(calib.read_text(encoding="utf-8"))
+            card.labels["index_offset"] = c["index_offset"]
+            card.training["calibration"] = (
+                f"index_offset = median per-scan offset (levels) on phantoms seeds {c['seeds'][0]}-{c['seeds'][1]} "
+                f"(never trained on; {len(c['per_scan'])} scans), subtracted from the network's output at inference")
         out.append(_publish(run / "models" / f"vertebra_{stage}.pt", card, models_dir))
     return out
 
@@ -205,6 +227,7 @@ def main(argv=None) -> int:
     p.add_argument("--run", help="training output folder (vertebral-body, fracture)")
     p.add_argument("--detection-run", default="runs/vertebrae")
     p.add_argument("--identification-run", default="runs/vertebrae")
+    p.add_argument("--only", choices=("detection", "identification"), help="vertebrae: publish one network")
     p.add_argument("--metrics", action="append", default=[], help="evaluation JSON to record (repeatable)")
     p.add_argument("--models-dir", default=None)
     a = p.parse_args(argv)
@@ -217,7 +240,8 @@ def main(argv=None) -> int:
         for path in refresh_card_metrics(d, Path(a.benchmarks)):
             print(path)
     elif a.kind == "vertebrae":
-        for path in export_vertebrae(a.detection_run, a.identification_run, d, metrics):
+        stages = (a.only,) if a.only else ("detection", "identification")
+        for path in export_vertebrae(a.detection_run, a.identification_run, d, metrics, stages):
             print(path)
     else:
         print(export_single(a.kind, a.run, d, metrics))

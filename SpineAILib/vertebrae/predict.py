@@ -140,9 +140,14 @@ def detect(hu: np.ndarray, net, device, batch: int = 4, progress: ProgressCallba
 
 
 def identify(hu: np.ndarray, mask: np.ndarray, net, device, batch: int = 8, n_slices: int = 8,
-             progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> np.ndarray:
+             progress: ProgressCallback | None = None, cancel: CancelToken | None = None,
+             offset: float = 0.0) -> np.ndarray:
     """Continuous vertebra index (z, y, x) for the sagittal slices that hold detected voxels
-    (0 elsewhere). Slice x is the 4th of its 8-slice input (x-3 .. x+4)."""
+    (0 elsewhere). Slice x is the 4th of its 8-slice input (x-3 .. x+4).
+
+    ``offset`` (levels) is subtracted from the network's output: the model card's
+    ``labels.index_offset``, the network's median per-scan offset on phantoms it was not trained
+    on (:func:`SpineAILib.vertebrae.train.calibrate_identification`)."""
     import torch
 
     from SpineAILib.device import autocast
@@ -167,7 +172,7 @@ def identify(hu: np.ndarray, mask: np.ndarray, net, device, batch: int = 8, n_sl
                 warnings.filterwarnings("ignore", message="Using padding='same' with even kernel")
                 pred = net(torch.as_tensor(xb).to(device)).float()[:, 0, :ny, :nz].cpu().numpy()
             for x, pr in zip(group, pred, strict=True):
-                out[:, :, x] = pr.T
+                out[:, :, x] = pr.T - offset
             if progress:
                 progress(min(1.0, (i + len(group)) / len(xs)), "identifying vertebrae")
     return out
@@ -372,7 +377,8 @@ def locate(image: Image | str | os.PathLike, device: str = "auto", models_dir=No
                   patch=inference_patch or det_card.input.get("inference_patch_zyx"))
     seconds["detection"] = time.perf_counter() - t
     t = time.perf_counter()
-    index = identify(canon.array, prob > 0.5, idn, dev, progress=SubProgress(progress, 0.7, 0.9), cancel=cancel)
+    index = identify(canon.array, prob > 0.5, idn, dev, progress=SubProgress(progress, 0.7, 0.9), cancel=cancel,
+                     offset=float(id_card.labels.get("index_offset", 0.0)))
     seconds["identification"] = time.perf_counter() - t
     t = time.perf_counter()
     details: dict = {}

