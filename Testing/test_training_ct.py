@@ -72,8 +72,10 @@ def test_identification_calibration_and_export(tmp_path):
             prm.zero_()
     (run / "models").mkdir(parents=True)
     save_fp16_weights(net.state_dict(), run / "models" / "vertebra_identification.pt")
-    assert main(["--output", str(run), "--stage", "calibration", "--phantoms", "3", "--phantom-seed", "4000",
-                 "--calibration-phantoms", "2"]) == 0
+    # the run's training config decides the seeds (3 phantoms from 4000: calibration from 4003), not the flags
+    save_config(VertebraeTrainConfig(output=str(run), phantoms=3, phantom_seed=4000, init="earlier.pt"),
+                run / "config_identification.json")
+    assert main(["--output", str(run), "--stage", "calibration", "--calibration-phantoms", "2"]) == 0
     calib = json.loads((run / "summary_calibration.json").read_text())
     assert calib["seeds"] == [4003, 4004] and len(calib["per_scan"]) == 2
     expected = []
@@ -82,7 +84,6 @@ def test_identification_calibration_and_export(tmp_path):
             labs = [v for v in np.unique(z["dense"]) if 0 < v <= 24]
         expected.append(-float(np.mean(labs)))
     assert calib["index_offset"] == pytest.approx(np.median(expected), abs=1e-3)
-    save_config(VertebraeTrainConfig(output=str(run), init="earlier.pt"), run / "config_identification.json")
     models = tmp_path / "models"
     export_vertebrae(str(run), str(run), models, {}, stages=("identification",))
     card = load_card("vertebra_identification", models)

@@ -18,7 +18,8 @@ deformation, masked L1 loss on the vertebra index (background ignored), Adam. Wr
 ``OUTPUT/models/vertebra_{detection,identification}.{pt,json}`` (fp16 weights + cards).
 
 Calibration (``--calibration-phantoms N``, after the identification stage or alone with
-``--stage calibration``): the trained identification network's median per-scan offset on the N
+``--stage calibration``, which takes the seeds and spacing from ``OUTPUT/config_identification.json``
+when present): the trained identification network's median per-scan offset on the N
 phantoms whose seeds follow the training seeds (never trained on), written to
 ``OUTPUT/summary_calibration.json``; the export puts it in the card (``labels.index_offset``)
 and inference subtracts it. Why: the network reads a whole scan a fraction of a level off, by
@@ -331,6 +332,10 @@ def main(argv=None) -> int:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.output)
     if cfg.stage == "calibration":
+        trained = out / "config_identification.json"
+        if trained.is_file():  # the seeds must follow those the network in OUTPUT was trained on
+            saved = json.loads(trained.read_text(encoding="utf-8"))
+            cfg.phantom_seed, cfg.phantoms, cfg.spacing = saved["phantom_seed"], saved["phantoms"], saved["spacing"]
         calibrate_identification(cfg)
         return 0
     save_config(cfg, out / f"config_{cfg.stage}.json")
