@@ -4,6 +4,7 @@ from SpineAILib.training.common import (  # noqa: F401
     TrainingLog,
     git_commit,
     load_checkpoint,
+    load_fp16_weights,
     resume,
     save_checkpoint,
     save_config,

@@ -60,6 +60,16 @@ def save_fp16_weights(state_dict: dict, path: str | Path) -> Path:
     return p
 
 
+def load_fp16_weights(net, path: str | Path):
+    """Load weights saved by :func:`save_fp16_weights` (or any state dict file) into ``net`` as
+    fp32, on the CPU (``--init`` of the training scripts, calibration, the export's check).
+    Returns ``net``."""
+    import torch
+
+    net.load_state_dict({k: v.float() for k, v in torch.load(path, map_location="cpu").items()})
+    return net
+
+
 def load_checkpoint(path: str | Path) -> dict | None:
     import torch
 

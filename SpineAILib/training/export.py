@@ -21,7 +21,7 @@ import shutil
 from pathlib import Path
 
 from SpineAILib.models import ModelCard, default_models_dir, write_card
-from SpineAILib.training.common import git_commit
+from SpineAILib.training.common import git_commit, load_fp16_weights
 
 PHANTOM_NOTE = ("SYNTHETIC CT phantoms (SpineAILib.phantoms.ct_spine_phantom: bodies with cortical shell, discs, "
                 "posterior elements, ribs, HU ranges, random level range/curvature/field of view/spacing/orientation/"
@@ -43,8 +43,6 @@ def _summary(run: Path, name: str) -> dict:
 
 
 def _publish(src: Path, card: ModelCard, models_dir: Path) -> Path:
-    import torch
-
     from SpineAILib.fracture import network as _f  # noqa: F401 - register the architectures
     from SpineAILib.networks import build_network
     from SpineAILib.vertebra_body import networks as _b  # noqa: F401
@@ -54,7 +52,7 @@ def _publish(src: Path, card: ModelCard, models_dir: Path) -> Path:
     shutil.copyfile(src, models_dir / card.weights)
     net = build_network(card.architecture, **card.architecture_kwargs)
     card.training["parameters"] = int(sum(p.numel() for p in net.parameters()))
-    net.load_state_dict({k: v.float() for k, v in torch.load(models_dir / card.weights, map_location="cpu").items()})
+    load_fp16_weights(net, models_dir / card.weights)
     card.commit = git_commit()
     card.date = dt.date.today().isoformat()
     return write_card(card, models_dir)

@@ -148,6 +148,7 @@ def train(cfg: BodyTrainConfig, log=print) -> dict:
     from SpineAILib.networks import build_network
     from SpineAILib.training import (
         TrainingLog,
+        load_fp16_weights,
         resume,
         save_checkpoint,
         save_config,
@@ -169,7 +170,7 @@ def train(cfg: BodyTrainConfig, log=print) -> dict:
     rng = np.random.default_rng(cfg.seed)
     net = build_network("spineai.BodySegmentation3D", **BODY_KWARGS)
     if cfg.init:
-        net.load_state_dict({k: v.float() for k, v in torch.load(cfg.init, map_location="cpu").items()})
+        load_fp16_weights(net, cfg.init)
         log(f"initialised from {cfg.init}")
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(cfg.steps, 1), pct_start=0.1)

@@ -205,15 +205,14 @@ def calibrate_identification(cfg: VertebraeTrainConfig, log=print) -> dict:
     """The median per-scan offset of ``OUTPUT/models/vertebra_identification.pt`` on
     ``cfg.calibration_phantoms`` phantoms with the seeds after the training ones, applied as at
     inference (whole sagittal slices) on the voxels of the dense labels."""
-    import torch
-
     from SpineAILib.networks import build_network
+    from SpineAILib.training import load_fp16_weights
     from SpineAILib.vertebrae.predict import identify
 
     out = Path(cfg.output)
     net = build_network("spineai.VertebraIdentification2D", **IDENTIFICATION_KWARGS)
     weights = out / "models" / "vertebra_identification.pt"
-    net.load_state_dict({k: v.float() for k, v in torch.load(weights, map_location="cpu").items()})
+    load_fp16_weights(net, weights)
     net.eval()
     (out / "cache").mkdir(parents=True, exist_ok=True)
     first = cfg.phantom_seed + cfg.phantoms
@@ -239,6 +238,7 @@ def train_stage(stage: str, cfg: VertebraeTrainConfig, cases, log=print) -> dict
     from SpineAILib.networks import build_network
     from SpineAILib.training import (
         TrainingLog,
+        load_fp16_weights,
         resume,
         save_checkpoint,
         save_fp16_weights,
@@ -255,7 +255,7 @@ def train_stage(stage: str, cfg: VertebraeTrainConfig, cases, log=print) -> dict
         net = build_network("spineai.VertebraIdentification2D", **IDENTIFICATION_KWARGS)
         steps = cfg.id_steps
     if cfg.init:
-        net.load_state_dict({k: v.float() for k, v in torch.load(cfg.init, map_location="cpu").items()})
+        load_fp16_weights(net, cfg.init)
         log(f"{stage}: initialised from {cfg.init}")
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(steps, 1), pct_start=0.1)
