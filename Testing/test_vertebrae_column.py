@@ -352,3 +352,24 @@ def test_a_missed_disc_is_split_at_the_darkest_slice():
     out = split_long(segs, prof)
     assert [(int(s[0]), int(s[-1])) for s in out] == [(0, 9), (10, 19), (20, 29), (30, 40), (41, 50), (51, 59)]
     assert len(split_long(segs[:2] + segs[3:], prof)) == 4
+
+
+def test_a_lone_segment_is_split_by_the_nominal_vertebra_size():
+    """A run that is one segment (every disc too faint for a dip) has no neighbours to compare
+    with: measured against the nominal body height and disc at its level instead. Four bodies
+    of 10 slices with faint 3-slice discs (48 slices) are cut at those discs; one body with its
+    disc halves (13 slices) is left alone, and without ``nominal`` nothing changes."""
+    from SpineAILib.vertebrae.column import nominal_height_disc, split_long
+
+    prof = np.full(49, 300.0)
+    for d in (11, 24, 37):  # discs of slices 10-12, 23-25, 36-38 (darkest in the middle)
+        prof[d - 1: d + 2] = (260.0, 240.0, 260.0)
+    seg = np.arange(0, 49)
+    nominal = lambda s: (10.0, 3.0)  # noqa: E731
+    out = split_long([seg], prof, nominal=nominal)
+    assert [int(p[0]) for p in out] == [0, 11, 24, 37]
+    assert len(split_long([seg], prof)) == 1
+    assert len(split_long([np.arange(0, 13)], prof, nominal=nominal)) == 1
+    # T6: 19 mm body, 5 mm disc (the published dimensions the dense labels use) at 2 mm slices
+    assert nominal_height_disc(anatomy.vertebra_label("T6") + 0.3, 2.0) == (9.5, 2.5)
+    assert nominal_height_disc(40.0, 1.0) == nominal_height_disc(anatomy.vertebra_label("L5"), 1.0)
