@@ -285,6 +285,25 @@ def test_rib_anchor_only_for_a_clean_pattern():
     assert rib_anchor(list(range(T("C7"), T("C7") + 6)), [o, 0.25 * r, r, r, r, r]) == 0
 
 
+
+def test_rib_anchor_reads_a_rib_less_vertebra_as_t1_only_where_the_network_is_two_levels_off():
+    """C6 C7 T1 T2 .. really, T1's rib missed by the window (scored 0): the clean pattern puts
+    T1 at the first rib (one level too low). Numbered two levels high by the network, the shift
+    one up (naming the rib-less vertebra T1, its only disagreement) is taken; one level high,
+    the ribs rule; at the thoracolumbar end nothing is read so."""
+    r, o = 4000.0, 0.0
+    scores = [o, o, o, r, r, r, r]
+
+    def numbered(first):
+        return list(range(T(first), T(first) + 7))
+
+    assert rib_anchor(numbered("C7"), scores) == -1  # two levels off the ribs: the missed T1 read
+    assert rib_anchor(numbered("C7"), scores, t1_missed_gap=3) == -2  # the rule off: T1 at the first rib
+    assert rib_anchor(numbered("C6"), scores) == -1  # one level off: the ribs rule (T1 at the first rib)
+    # at the thoracolumbar end one level less would put a rib on L1: not a missed T1 rib
+    assert rib_anchor(numbered("T12"), [r, r, r, o, o, o, o]) == -2
+
+
 def test_rib_anchor_moves_a_ribless_run_out_of_the_thorax_only_where_one_shift_is_left():
     none = [0.0] * 6
 
