@@ -122,6 +122,13 @@ def test_heights_of_a_real_shaped_body_without_centroids(tilt):
         assert r[f"{key}_height_mm"] == pytest.approx(30.0, abs=1.0), key
     flat = measure_heights(mask, hu=ct.with_array(np.full_like(ct.array, 100.0)))
     assert flat["edges_found"] == 0
+    # the click's edge-bias correction moves each edge-found end inwards by exactly that much
+    moved = measure_heights(mask, hu=ct, edge_bias_mm=0.125)
+    for key in ("anterior", "middle", "posterior"):
+        assert r[f"{key}_edges"] == moved[f"{key}_edges"] == 2, key
+        assert moved[f"{key}_height_mm"] == pytest.approx(r[f"{key}_height_mm"] - 0.25, abs=1e-9), key
+    unmoved = measure_heights(mask, hu=ct.with_array(np.full_like(ct.array, 100.0)), edge_bias_mm=0.125)
+    assert unmoved["anterior_height_mm"] == flat["anterior_height_mm"]  # no edge found: the mask's end stays
 
 
 @pytest.mark.parametrize("sigma", [0.5, 0.8, 1.0])

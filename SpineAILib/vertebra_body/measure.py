@@ -146,7 +146,8 @@ def body_core(mask: np.ndarray, spacing, radius_mm: float = 3.0) -> np.ndarray:
 
 
 def measure_heights(mask: Image, si_axis: np.ndarray | None = None, step_mm: float = 0.1,
-                    hu: Image | None = None, refine_mm: float = 1.5, core_mm: float = 3.0) -> dict[str, float]:
+                    hu: Image | None = None, refine_mm: float = 1.5, core_mm: float = 3.0,
+                    edge_bias_mm: float = 0.0) -> dict[str, float]:
     """Volume (ml) and anterior/middle/posterior heights (mm) of a vertebral body mask.
 
     The AP positions are taken relative to the middle of the body's AP extent (not its centre
@@ -156,7 +157,10 @@ def measure_heights(mask: Image, si_axis: np.ndarray | None = None, step_mm: flo
     centre come from the mask's core (:func:`body_core`, ``core_mm``; 0 = the whole mask), so a
     leak into a pedicle does not move the measuring lines off the body. With ``hu``, the result
     also holds ``edges_found``: how many of the 6 ends had an endplate edge in the CT (fewer
-    means the mask stops inside the bone or beyond it, and the heights are the mask's)."""
+    means the mask stops inside the bone or beyond it, and the heights are the mask's), and
+    ``<key>_edges`` per height. Each end found on an edge is moved ``edge_bias_mm`` inwards (a
+    known outward bias of the edge on the grid measured, see
+    :data:`SpineAILib.vertebra_body.predict.EDGE_BIAS_MM`)."""
     from scipy import ndimage
 
     m = mask.as_3d()
@@ -208,6 +212,7 @@ def measure_heights(mask: Image, si_axis: np.ndarray | None = None, step_mm: flo
             lo_end, hi_end = float(t[inside].min()), float(t[inside].max())
             hi, lo = find_edge(t, prof, hi_end, +1, refine_mm), find_edge(t, prof, lo_end, -1, refine_mm)
             out["edges_found"] += (hi is not None) + (lo is not None)
-            height = (hi_end if hi is None else hi) - (lo_end if lo is None else lo)
+            out[f"{key}_edges"] = (hi is not None) + (lo is not None)
+            height = (hi_end if hi is None else hi - edge_bias_mm) - (lo_end if lo is None else lo + edge_bias_mm)
         out[f"{key}_height_mm"] = height
     return out
