@@ -121,7 +121,7 @@ def test_heights_of_a_real_shaped_body_without_centroids(tilt):
     for key in ("anterior", "middle", "posterior"):
         assert r[f"{key}_height_mm"] == pytest.approx(30.0, abs=1.0), key
     flat = measure_heights(mask, hu=ct.with_array(np.full_like(ct.array, 100.0)))
-    assert flat["edges_found"] == 0
+    assert flat["edges_found"] == 0 and flat["anterior_edges"] == flat["middle_edges"] == flat["posterior_edges"] == 0
     # the click's edge-bias correction moves each edge-found end inwards by exactly that much
     moved = measure_heights(mask, hu=ct, edge_bias_mm=0.125)
     for key in ("anterior", "middle", "posterior"):

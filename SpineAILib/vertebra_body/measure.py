@@ -190,6 +190,7 @@ def measure_heights(mask: Image, si_axis: np.ndarray | None = None, step_mm: flo
                                        output=np.float32)
         offset = np.array([b.start for b in box], float)  # array (z, y, x) index of the box's first voxel
         out["edges_found"] = 0  # of the 6 height ends, those confirmed by an endplate edge in the CT
+        out.update({f"{key}_edges": 0 for key in MEASURE_AT})  # per height (0 where the line misses the mask)
     for key, frac in MEASURE_AT.items():
         base = c + frac * half_depth * ap
         line = base + t[:, None] * si
