@@ -340,8 +340,12 @@ def rib_anchor(labels: list[int], scores: list[float | None], relative: float = 
     if all(flags) or len(np.split(where, np.flatnonzero(np.diff(where) > 1) + 1)) != 1:
         return None
 
+    def disagreeing(shift: int) -> list[int]:
+        """The labels, after ``shift``, whose rib flag contradicts T1-T12."""
+        return [lab + shift for (lab, _), f in zip(known, flags, strict=True) if f != ((lab + shift) in RIB_LEVELS)]
+
     def cost(shift: int) -> int:
-        return sum(f != ((lab + shift) in RIB_LEVELS) for (lab, _), f in zip(known, flags, strict=True))
+        return len(disagreeing(shift))
 
     fits = [s for s in range(-max_shift, max_shift + 1) if cost(s) == 0]
     if not fits:
@@ -352,8 +356,7 @@ def rib_anchor(labels: list[int], scores: list[float | None], relative: float = 
         # ``t1_missed_gap`` or more levels high, where one level less would only name such a
         # rib-less vertebra T1, is read so (validation: 2 scans, 96.7 -> 97.6 % on the 120)
         up = fits[0] + 1
-        if [lab + up for (lab, _), f in zip(known, flags, strict=True)
-                if f != ((lab + up) in RIB_LEVELS)] == [anatomy.vertebra_label("T1")]:
+        if disagreeing(up) == [anatomy.vertebra_label("T1")]:
             return up
     if len(fits) > 1 and undecided:
         # a partial rib score is common at T1 (its short first rib) and L1 (T12's rib running
