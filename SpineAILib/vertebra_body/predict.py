@@ -29,9 +29,10 @@ MIN_EDGES_FOR_GRADE = 4  # of the 6 height ends; phantom bodies: 5-6 (4 % have 5
 # A click's heights are measured on its 1 mm crop, resampled linearly from the CT: that, and the
 # CT's own blur, put the steepest fall of an endplate outside the bone's end (the bright cortical
 # plate's rising edge tilts it outward). Median per edge-found end on 48 validation phantoms
-# (seeds 6700-6747): +0.125 mm. Taken off each such end, the height error on 96 fresh validation
-# phantoms (6800-6895) fell from +0.22 mm signed / 0.31 mm absolute to -0.03 / 0.21 mm, Genant
-# grades alike (80 of 90 fractured bodies). Blurrier CT (thick slices, soft kernels) pulls the
+# (seeds 6700-6747): +0.125 mm. Taken off each such end, the height error on fresh validation
+# phantoms (6800-6895; 95 of them, one stopped the run: a body not found) fell from +0.22 mm
+# signed / 0.31 mm absolute to -0.03 / 0.21 mm, Genant grades alike (80 of 90 fractured
+# bodies). Blurrier CT (thick slices, soft kernels) pulls the
 # edge further out: on real CT this most likely removes part of the bias (unchecked: no real CT
 # with known heights here). On an exact mask and the CT's own finer grid (a 0.6 x 0.6 x 0.8 mm
 # phantom) the heights come out -0.1 mm, so measure_heights leaves the ends as found by default.
