@@ -132,6 +132,15 @@ def verify_weights(card: ModelCard) -> Path:
     return weights
 
 
+def read_state_dict(path: str | os.PathLike) -> dict:
+    """A saved state dict (fp16 as shipped, or fp32) on the CPU with its floating-point tensors as
+    fp32 (integer buffers, e.g. batch norm's step count, as saved)."""
+    import torch
+
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+
+
 def load_model(name: str | os.PathLike, device: Any = "cpu", models_dir: str | os.PathLike | None = None):
     """Build the card's network, load its verified weights (fp32), move to ``device``, eval mode.
 
@@ -145,10 +154,9 @@ def load_model(name: str | os.PathLike, device: Any = "cpu", models_dir: str | o
     weights = verify_weights(card)
     net = build_network(card.architecture, **card.architecture_kwargs)
     try:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
+        state = read_state_dict(weights)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means an unusable file
         raise ModelError(f"Could not read weights {weights.name} of model '{card.name}': {exc}") from None
-    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     try:
         net.load_state_dict(state)
     except RuntimeError as exc:

@@ -62,11 +62,11 @@ def save_fp16_weights(state_dict: dict, path: str | Path) -> Path:
 
 def load_fp16_weights(net, path: str | Path):
     """Load weights saved by :func:`save_fp16_weights` (or any state dict file) into ``net`` as
-    fp32, on the CPU (``--init`` of the training scripts, calibration, the export's check).
-    Returns ``net``."""
-    import torch
+    fp32, on the CPU (``--init`` of the training scripts, calibration, the export's check), read
+    as :func:`SpineAILib.models.load_model` reads shipped weights. Returns ``net``."""
+    from SpineAILib.models.registry import read_state_dict
 
-    net.load_state_dict({k: v.float() for k, v in torch.load(path, map_location="cpu").items()})
+    net.load_state_dict(read_state_dict(path))
     return net
 
 
