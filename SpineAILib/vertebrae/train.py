@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from SpineAILib import anatomy
 from SpineAILib.preprocessing.patches import crop_with_fill
 from SpineAILib.vertebrae.networks import DETECTION_KWARGS, IDENTIFICATION_KWARGS, scale_hu
 
@@ -195,7 +196,8 @@ def scan_index_offset(index: np.ndarray, dense: np.ndarray, min_voxels: int = 10
     """A scan's identification offset in levels: for each vertebra C1..L5 of the dense labels,
     the median of ``index`` over its voxels minus its label, averaged over the vertebrae. None
     when fewer than ``min_voxels`` voxels carry one of those labels."""
-    labelled = (dense > 0) & (dense <= 24)  # S1 (26) follows L5 (24): its index step is not one level
+    # S1 follows L5 with the label two up (L6 between): its index step is not one level
+    labelled = (dense > 0) & (dense <= anatomy.vertebra_label("L5"))
     if labelled.sum() < min_voxels:
         return None
     return float(np.mean([np.median(index[dense == v]) - v for v in np.unique(dense[labelled])]))
