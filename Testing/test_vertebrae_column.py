@@ -392,3 +392,24 @@ def test_a_lone_segment_is_split_by_the_nominal_vertebra_size():
     # T6: 19 mm body, 5 mm disc (the published dimensions the dense labels use) at 2 mm slices
     assert nominal_height_disc(anatomy.vertebra_label("T6") + 0.3, 2.0) == (9.5, 2.5)
     assert nominal_height_disc(40.0, 1.0) == nominal_height_disc(anatomy.vertebra_label("L5"), 1.0)
+
+
+def test_a_vertebra_cut_by_a_dip_inside_it_is_merged_back():
+    """Bodies of 10 slices; the third was cut by a dip inside it into 4 + 6 slices: the 4-slice
+    piece (under 0.55 of its neighbours) joins its shorter neighbour, the 6 (together 10). A
+    short first or last segment (a vertebra cut by the field of view) stays, and so does a short
+    piece whose merge would be too long for one vertebra (5 + 10 > 1.4 x 10)."""
+    from SpineAILib.vertebrae.column import merge_short
+
+    prof = np.full(80, 300.0)
+
+    def runs(*lengths):
+        bounds = np.cumsum((0,) + lengths)
+        return [np.arange(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+    out = merge_short(runs(10, 10, 4, 6, 10, 10), prof)
+    assert [len(s) for s in out] == [10, 10, 10, 10, 10]
+    assert [int(s[0]) for s in out] == [0, 10, 20, 30, 40]
+    assert [len(s) for s in merge_short(runs(3, 10, 10, 10, 4), prof)] == [3, 10, 10, 10, 4]
+    assert [len(s) for s in merge_short(runs(10, 10, 5, 12, 10, 10), prof)] == [10, 10, 5, 12, 10, 10]
+
