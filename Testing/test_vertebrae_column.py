@@ -413,3 +413,16 @@ def test_a_vertebra_cut_by_a_dip_inside_it_is_merged_back():
     assert [len(s) for s in merge_short(runs(3, 10, 10, 10, 4), prof)] == [3, 10, 10, 10, 4]
     assert [len(s) for s in merge_short(runs(10, 10, 5, 12, 10, 10), prof)] == [10, 10, 5, 12, 10, 10]
 
+
+def test_four_vertebrae_over_three_missed_discs_are_split_into_four():
+    """A 43-slice segment between bodies of 10 holds four bodies whose three faint discs made no
+    dip: it is cut into four at those discs (at most three parts left two bodies together)."""
+    from SpineAILib.vertebrae.column import split_long
+
+    prof = np.full(83, 300.0)
+    for d in (30, 41, 52):  # faint discs between the bodies of slices 20-29, 31-40, 42-51, 53-62
+        prof[d] = 250.0
+    segs = [np.arange(0, 10), np.arange(10, 20), np.arange(20, 63), np.arange(63, 73), np.arange(73, 83)]
+    out = split_long(segs, prof)
+    assert [(int(s[0]), int(s[-1])) for s in out][2:6] == [(20, 29), (30, 40), (41, 51), (52, 62)]
+    assert len(split_long(segs, prof, max_parts=3)) == 7
