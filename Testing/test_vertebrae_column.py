@@ -426,3 +426,32 @@ def test_four_vertebrae_over_three_missed_discs_are_split_into_four():
     out = split_long(segs, prof)
     assert [(int(s[0]), int(s[-1])) for s in out][2:6] == [(20, 29), (30, 40), (41, 51), (52, 62)]
     assert len(split_long(segs, prof, max_parts=3)) == 7
+
+
+def test_the_rib_window_tilts_with_the_column():
+    """A rib 15 mm below a vertebra tilted by 0.6 (dz/dy: the column bowed forwards) lies 12-15
+    mm above its centroid 45-50 mm behind it, outside the untilted window (30 mm below to 8
+    above) but inside the tilted one; a rib 20 mm above the tilted plane (the level above's)
+    is in neither. The slope comes from the neighbours' centroids."""
+    from SpineAILib.vertebrae.column import Instance, column_slope
+
+    ref = Image(np.zeros((61, 51, 101), np.float32), (2.0, 2.0, 2.0), (-100.0, -40.0, -60.0))
+    x = np.arange(101) * 2.0 - 100.0
+    y = np.arange(51) * 2.0 - 40.0
+    z = np.arange(61) * 2.0 - 60.0
+    zz, yy, xx = np.meshgrid(z, y, x, indexing="ij")
+    bar = (np.abs(xx) >= 50) & (np.abs(xx) <= 80) & (yy >= 45) & (yy <= 50)
+
+    def rib_at(perpendicular_mm):
+        return np.where(bar & (np.abs(zz - 0.6 * yy - perpendicular_mm) <= 2.0), 600.0, 0.0).astype(np.float32)
+
+    centre = np.zeros(3)
+    own, above = rib_at(-15.0), rib_at(20.0)
+    assert rib_score(own, ref, centre) == 0.0
+    assert rib_score(own, ref, centre, slope=(0.0, 0.6)) > 500
+    assert rib_score(above, ref, centre, slope=(0.0, 0.6)) == 0.0
+    # a column running 0.6 mm forwards (-y) per mm upwards: its perpendicular plane rises backwards
+    inst = [Instance(np.arange(3), np.array([0.0, -0.6 * dz, dz]), 0.0, 1.0) for dz in (20.0, 0.0, -20.0)]
+    assert column_slope(inst, 1) == pytest.approx((0.0, 0.6))
+    assert column_slope(inst, 0) == pytest.approx((0.0, 0.6))
+    assert column_slope(inst[:1], 0) == (0.0, 0.0)
