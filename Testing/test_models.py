@@ -103,7 +103,8 @@ def test_refresh_card_metrics_keeps_the_weights(tmp_path):
     (bench / "vertebrae_real").mkdir()
     summary = {"all": {"n": 10, "id_rate": 0.5}}
     (bench / "vertebrae_phantoms" / "vertebrae_eval.json").write_text(
-        json.dumps({"machine": {"commit": "abc1234"}, "summary": summary, "cases": []}), encoding="utf-8")
+        json.dumps({"machine": {"commit": "abc1234"}, "summary": summary, "cases": [{"case": "phantom_5000"}] * 3}),
+        encoding="utf-8")
     (bench / "vertebrae_real" / "vertebrae_eval.json").write_text(
         json.dumps({"cases": [{"case": "real1", "summary": {"all": {"n": 3, "id_rate": 0.0}}}]}), encoding="utf-8")
     before = load_card(models / "vertebra_detection.json")
@@ -111,7 +112,7 @@ def test_refresh_card_metrics_keeps_the_weights(tmp_path):
     assert sorted(p.name for p in written) == ["vertebra_detection.json", "vertebra_identification.json"]
     after = load_card(models / "vertebra_detection.json")
     ev = after.metrics["evaluation"]
-    assert ev["held_out_phantoms_20"] == summary and ev["real_samples"] == {"real1": {"n": 3, "id_rate": 0.0}}
+    assert ev["held_out_phantoms_3"] == summary and ev["real_samples"] == {"real1": {"n": 3, "id_rate": 0.0}}
     assert ev["measured"] == {"commit": "abc1234"}
     assert after.sha256 == before.sha256 and after.training == before.training
     verify_weights(after)

@@ -1,13 +1,13 @@
 """Accuracy of the CT tasks with the shipped models, written to docs/benchmarks/:
 
-* vertebra labelling on held-out phantoms (seeds 5000+) and on every real sample in
+* vertebra labelling on 100 held-out phantoms (seeds 5000-5099; 20 until session 12) and on every real sample in
   $SPINEAI_DATA/ct (centroids from their masks): ``vertebrae_eval.json`` / ``.md``;
 * click-to-segment under the four validation conditions, Genant grading (12 phantoms), real
   crops: ``vertebral_body/vertebral_body_eval.json`` / ``.md``; Genant grading on 48 phantoms
   (seeds 6500-6547, the 12 included): ``vertebral_body_genant48/``;
 * fracture detection ROC/AUC on held-out phantoms: ``fracture_eval.json`` / ``.md``.
 
-    python benchmarks/eval_ct.py [--phantoms 20] [--only vertebrae,vertebral-body,fracture]
+    python benchmarks/eval_ct.py [--phantoms 100] [--only vertebrae,vertebral-body,fracture]
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def _stamp(path: Path) -> None:
 
 def main() -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("--phantoms", type=int, default=20)
+    p.add_argument("--phantoms", type=int, default=100)
     p.add_argument("--body-phantoms", type=int, default=6)
     p.add_argument("--fracture-phantoms", type=int, default=16)
     p.add_argument("--only", default="vertebrae,vertebral-body,fracture")

@@ -186,7 +186,8 @@ def refresh_card_metrics(models_dir: Path, benchmarks: Path) -> list[Path]:
     out = []
     ph, real = read("vertebrae_phantoms/vertebrae_eval.json"), read("vertebrae_real/vertebrae_eval.json")
     if ph:
-        ev = {"held_out_phantoms_20": ph["summary"], "real_samples": _summaries(real),
+        # keyed by the number of held-out phantoms (20 until session 12, then 100: seeds 5000-5099)
+        ev = {f"held_out_phantoms_{len(ph.get('cases', []))}": ph["summary"], "real_samples": _summaries(real),
               "measured": ph.get("machine", {}), "source": "docs/benchmarks/vertebrae_*/vertebrae_eval.json",
               "post_processing": "fusion mode 'discs' (SpineAILib.vertebrae.column)"}
         for name in ("vertebra_detection", "vertebra_identification"):

@@ -42,7 +42,7 @@ NEIGHBOUR_MIN_VOTES_MM3 = 1500.0
 NO_LANDMARK_WARNING = (
     "Nothing in view fixed the numbering (no clean rib transition at C7/T1 or T12/L1, no C1 at the top, no "
     "sacrum with the pelvis): the labels rest on the identification network alone and may be off by one or "
-    "more levels (200 validation phantoms: 79 % right in such scans, 98-100 % where ribs or C1 fixed it); "
+    "more levels (100 held-out phantoms: 75 % right in such scans, 98-100 % where ribs or C1 fixed it); "
     "check them.")
 
 
