@@ -82,6 +82,13 @@ def _bone_slices(seg: np.ndarray, mean_hu: np.ndarray) -> np.ndarray:
     return seg[mean_hu[seg] >= 0.5 * float(np.median(mean_hu[seg]))]
 
 
+def _neighbours_length(lengths: list[int], j: int) -> float | None:
+    """The median of up to two segments' lengths on each side of segment ``j`` (None: it has
+    no neighbour)."""
+    neigh = [lengths[k] for k in range(max(0, j - 2), min(len(lengths), j + 3)) if k != j]
+    return float(np.median(neigh)) if neigh else None
+
+
 def split_long(segs: list[np.ndarray], mean_hu: np.ndarray, factor: float = 1.6, max_parts: int = 6,
                nominal: Callable[[np.ndarray], tuple[float, float]] | None = None, max_lone_parts: int = 8
                ) -> list[np.ndarray]:
@@ -101,9 +108,8 @@ def split_long(segs: list[np.ndarray], mean_hu: np.ndarray, factor: float = 1.6,
     lengths = [len(_bone_slices(seg, mean_hu)) for seg in segs]
     out = []
     for j, seg in enumerate(segs):
-        neigh = [lengths[k] for k in range(max(0, j - 2), min(len(segs), j + 3)) if k != j]
-        if neigh:
-            expected = float(np.median(neigh))
+        expected = _neighbours_length(lengths, j)
+        if expected is not None:
             split = lengths[j] >= factor * expected
             parts = int(min(max_parts, max(2, round(lengths[j] / expected))))
         elif nominal is not None:
@@ -146,8 +152,7 @@ def merge_short(segs: list[np.ndarray], mean_hu: np.ndarray, factor: float = 0.5
         merged_one = False
         lengths = [len(_bone_slices(seg, mean_hu)) for seg in segs]
         for j in range(1, len(segs) - 1):
-            neigh = [lengths[k] for k in range(max(0, j - 2), min(len(segs), j + 3)) if k != j]
-            expected = float(np.median(neigh))
+            expected = _neighbours_length(lengths, j)
             if lengths[j] >= factor * expected:
                 continue
             k = j - 1 if lengths[j - 1] <= lengths[j + 1] else j + 1
@@ -326,9 +331,10 @@ def rib_score(hu: np.ndarray, reference: Image, centroid: np.ndarray, lateral_mm
     zsel = (zs >= z_mm[0]) & (zs <= z_mm[1])
     ysel = (ys >= ap_mm[0]) & (ys <= ap_mm[1])
     sides = []
-    tilted = slope != (0.0, 0.0)
+    tilted = any(slope)  # a list or tuple; (0, 0): the window along z
     if tilted:  # the window follows the vertebra's tilt: z measured from the plane through the centroid
-        reach = (abs(slope[0]) * lateral_mm[1] + abs(slope[1]) * max(abs(ap_mm[0]), abs(ap_mm[1])))
+        # the plane moves at most this far in z across the window: the slices to look at
+        reach = abs(slope[0]) * lateral_mm[1] + abs(slope[1]) * max(abs(ap_mm[0]), abs(ap_mm[1]))
         zsel = (zs >= z_mm[0] - reach) & (zs <= z_mm[1] + reach)
     for side in (-1.0, 1.0):
         if max(side * xs) < lateral_mm[0] + min_cover_mm:
