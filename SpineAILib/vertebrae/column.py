@@ -201,11 +201,11 @@ def column_mask(mask: np.ndarray, reference: Image, radius_mm: float = 40.0) -> 
 def nominal_height_disc(index: float, spacing_mm: float) -> tuple[float, float]:
     """Nominal body height and the disc below it (in slices of ``spacing_mm``) of the vertebra
     with index ``index`` (rounded, clipped to C1..L5), from the published dimensions the dense
-    labels use (:func:`SpineAILib.phantoms.ct_spine.vertebra_dimensions`)."""
-    from SpineAILib.phantoms.ct_spine import vertebra_dimensions
+    labels use (:func:`SpineAILib.vertebrae.labels.nominal_dimensions`)."""
+    from SpineAILib.vertebrae.labels import nominal_dimensions
 
     lab = int(np.clip(round(index), anatomy.vertebra_label("C1"), anatomy.vertebra_label("L5")))
-    d = vertebra_dimensions(anatomy.vertebra_name(lab))
+    d = nominal_dimensions(lab)
     return d["height"] / spacing_mm, d["disc"] / spacing_mm
 
 

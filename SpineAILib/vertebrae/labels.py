@@ -21,12 +21,19 @@ from SpineAILib.errors import InputError
 from SpineAILib.io.image import Image
 
 
-def vertebra_radius_mm(label: int) -> float:
-    """Disc radius R_v (mm): half the vertebral body depth of that level."""
+def nominal_dimensions(label: int) -> dict[str, float]:
+    """Published body height, width, depth and the disc below it (mm) of a VerSe label
+    (:func:`SpineAILib.phantoms.ct_spine.vertebra_dimensions`); a transitional T13 or L6 takes
+    T12's or L5's."""
     from SpineAILib.phantoms.ct_spine import vertebra_dimensions
 
     name = anatomy.vertebra_name(label)
-    return 0.5 * vertebra_dimensions(name if name not in ("T13", "L6") else ("T12" if name == "T13" else "L5"))["depth"]
+    return vertebra_dimensions({"T13": "T12", "L6": "L5"}.get(name, name))
+
+
+def vertebra_radius_mm(label: int) -> float:
+    """Disc radius R_v (mm): half the vertebral body depth of that level."""
+    return 0.5 * nominal_dimensions(label)["depth"]
 
 
 def segments(centroids_lps: dict[int, np.ndarray]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
