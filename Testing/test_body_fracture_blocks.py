@@ -253,3 +253,26 @@ def test_grades_along_the_column_use_confirmed_neighbours_only():
     assert grade_along_column(h, pos, [False, True, False])[1].label == "normal"
     far = [np.array([0.0, 0.0, z]) for z in (0.0, -60.0, -120.0)]
     assert grade_along_column(h, far, [True, True, True])[1].label == "normal"
+
+
+def test_grade_results_grades_bodies_given_in_any_order_along_the_column():
+    """The same three bodies as above, given feet first and out of order: each gets the grade
+    it gets head to feet (the crushed middle one severe), written into the results themselves;
+    a body without a grade of its own (unconfirmed heights) stays ungraded; no bodies, no error."""
+    from SpineAILib.fracture.genant import genant
+    from SpineAILib.vertebra_body.predict import BodyResult, grade_results
+
+    def body(z, height):
+        h = {"anterior": height, "middle": height, "posterior": height}
+        return BodyResult("body", None, np.array([0.0, 0.0, z]), np.zeros((1, 1, 1), bool), 1.0, 200.0, h,
+                          genant=genant(height, height, height))
+
+    results = [body(-50.0, 25.0), body(-25.0, 14.0), body(0.0, 25.0)]
+    out = grade_results(results)
+    assert out is results
+    assert [r.genant.label for r in results] == ["normal", "severe", "normal"]
+    results = [body(-25.0, 14.0), body(0.0, 25.0), body(-50.0, 25.0)]
+    results[1].genant = None  # the upper neighbour unconfirmed: the lower one still grades the crush
+    grade_results(results)
+    assert results[0].genant.label == "severe" and results[1].genant is None
+    assert grade_results([]) == []

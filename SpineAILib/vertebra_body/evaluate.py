@@ -71,7 +71,7 @@ def evaluate_genant(n_phantoms: int, seed0: int, device: str = "auto", models_di
     from SpineAILib.errors import InputError
     from SpineAILib.fracture.genant import genant
     from SpineAILib.vertebra_body.data import phantom_body_case
-    from SpineAILib.vertebra_body.predict import segment, segment_many
+    from SpineAILib.vertebra_body.predict import grade_results, segment, segment_many
 
     rows = []
     for i in range(n_phantoms):
@@ -82,15 +82,16 @@ def evaluate_genant(n_phantoms: int, seed0: int, device: str = "auto", models_di
             res = segment_many(case.image, [case.centers[k] for k in labs], "LPS", case.centers, device, models_dir)
         except InputError:
             # a body not found at its centre (seen: a thin crushed one) counts as ungraded; the
-            # others are graded without it
+            # others are graded without it, as segment_many would grade them
+            res = []
             for lab in labs:
                 try:
-                    segment(case.image, case.centers[lab], "LPS", case.centers, device, models_dir)
+                    res.append(segment(case.image, case.centers[lab], "LPS", case.centers, device, models_dir,
+                                       index=len(res) + 1))
                 except InputError as exc:
                     notes[lab] = str(exc)
             found = [lab for lab in labs if lab not in notes]
-            res = segment_many(case.image, [case.centers[k] for k in found], "LPS", case.centers, device,
-                               models_dir)
+            res = grade_results(res)
         results = dict(zip(found, res, strict=True))
         for k, lab in enumerate(labs):
             h = case.heights[lab]

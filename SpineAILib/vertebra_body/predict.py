@@ -267,6 +267,14 @@ def segment_many(image: Image, points, space: str = "RAS", centroids=None, devic
     (neighbours = the clicks just above and below along the column, when closer than 50 mm,
     i.e. adjacent vertebrae, and graded themselves: :func:`grade_along_column`)."""
     results = [segment(image, pt, space, centroids, device, models_dir, index=i + 1) for i, pt in enumerate(points)]
+    return grade_results(results)
+
+
+def grade_results(results: list[BodyResult]) -> list[BodyResult]:
+    """Grade segmented bodies together (in place, returned): each with its neighbours along the
+    column (:func:`grade_along_column`), as :func:`segment_many` does after segmenting."""
+    if not results:
+        return results
     order = np.argsort(-np.array([r.point[2] for r in results]))  # head to feet (LPS z)
     grades = grade_along_column([results[i].heights for i in order], [results[i].point for i in order],
                                 [results[i].genant is not None for i in order])
