@@ -189,7 +189,6 @@ def measure_heights(mask: Image, si_axis: np.ndarray | None = None, step_mm: flo
         volume = ndimage.spline_filter(hu.as_3d().array[box].astype(np.float32), order=3, mode="nearest",
                                        output=np.float32)
         offset = np.array([b.start for b in box], float)  # array (z, y, x) index of the box's first voxel
-        out["edges_found"] = 0  # of the 6 height ends, those confirmed by an endplate edge in the CT
         out.update({f"{key}_edges": 0 for key in MEASURE_AT})  # per height (0 where the line misses the mask)
     for key, frac in MEASURE_AT.items():
         base = c + frac * half_depth * ap
@@ -212,8 +211,9 @@ def measure_heights(mask: Image, si_axis: np.ndarray | None = None, step_mm: flo
                             for d in (-1.0, 0.0, 1.0)], axis=0)  # cubic: less blur than linear
             lo_end, hi_end = float(t[inside].min()), float(t[inside].max())
             hi, lo = find_edge(t, prof, hi_end, +1, refine_mm), find_edge(t, prof, lo_end, -1, refine_mm)
-            out["edges_found"] += (hi is not None) + (lo is not None)
             out[f"{key}_edges"] = (hi is not None) + (lo is not None)
             height = (hi_end if hi is None else hi - edge_bias_mm) - (lo_end if lo is None else lo + edge_bias_mm)
         out[f"{key}_height_mm"] = height
+    if volume is not None:  # of the 6 height ends, those confirmed by an endplate edge in the CT
+        out["edges_found"] = sum(out[f"{key}_edges"] for key in MEASURE_AT)
     return out
