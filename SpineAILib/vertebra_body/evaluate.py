@@ -71,28 +71,22 @@ def evaluate_genant(n_phantoms: int, seed0: int, device: str = "auto", models_di
     from SpineAILib.errors import InputError
     from SpineAILib.fracture.genant import genant
     from SpineAILib.vertebra_body.data import phantom_body_case
-    from SpineAILib.vertebra_body.predict import grade_results, segment, segment_many
+    from SpineAILib.vertebra_body.predict import grade_results, segment
 
     rows = []
     for i in range(n_phantoms):
         case = phantom_body_case(seed0 + i)
         labs = sorted(case.centers)
-        found, notes = labs, {}
-        try:
-            res = segment_many(case.image, [case.centers[k] for k in labs], "LPS", case.centers, device, models_dir)
-        except InputError:
-            # a body not found at its centre (seen: a thin crushed one) counts as ungraded; the
-            # others are graded without it, as segment_many would grade them
-            res = []
-            for lab in labs:
-                try:
-                    res.append(segment(case.image, case.centers[lab], "LPS", case.centers, device, models_dir,
-                                       index=len(res) + 1))
-                except InputError as exc:
-                    notes[lab] = str(exc)
-            found = [lab for lab in labs if lab not in notes]
-            res = grade_results(res)
-        results = dict(zip(found, res, strict=True))
+        # segment_many body by body: a body not found at its centre (seen: a thin crushed one)
+        # counts as ungraded, and the others are graded together without it
+        results, notes = {}, {}
+        for lab in labs:
+            try:
+                results[lab] = segment(case.image, case.centers[lab], "LPS", case.centers, device, models_dir,
+                                       index=len(results) + 1)
+            except InputError as exc:
+                notes[lab] = str(exc)
+        grade_results(list(results.values()))
         for k, lab in enumerate(labs):
             h = case.heights[lab]
             neigh = [case.heights[labs[j]]["posterior"] for j in (k - 1, k + 1) if 0 <= j < len(labs)]
