@@ -328,22 +328,18 @@ def rib_score(hu: np.ndarray, reference: Image, centroid: np.ndarray, lateral_mm
     xs, ys, zs = axis_offsets(reference, hu.shape, centroid)
     if zs.min() > -seen_below_mm or zs.max() < z_mm[1]:
         return None
-    zsel = (zs >= z_mm[0]) & (zs <= z_mm[1])
+    # z is measured from the plane through the centroid that follows the vertebra's tilt (for
+    # slope (0, 0) the axial plane); it moves at most ``reach`` in z across the window
+    reach = abs(slope[0]) * lateral_mm[1] + abs(slope[1]) * max(abs(ap_mm[0]), abs(ap_mm[1]))
+    zsel = (zs >= z_mm[0] - reach) & (zs <= z_mm[1] + reach)
     ysel = (ys >= ap_mm[0]) & (ys <= ap_mm[1])
     sides = []
-    tilted = any(slope)  # a list or tuple; (0, 0): the window along z
-    if tilted:  # the window follows the vertebra's tilt: z measured from the plane through the centroid
-        # the plane moves at most this far in z across the window: the slices to look at
-        reach = abs(slope[0]) * lateral_mm[1] + abs(slope[1]) * max(abs(ap_mm[0]), abs(ap_mm[1]))
-        zsel = (zs >= z_mm[0] - reach) & (zs <= z_mm[1] + reach)
     for side in (-1.0, 1.0):
         if max(side * xs) < lateral_mm[0] + min_cover_mm:
             continue  # this side's window is (almost) out of view
         xsel = (side * xs >= lateral_mm[0]) & (side * xs <= lateral_mm[1])
-        block = hu[np.ix_(zsel, ysel, xsel)] > bone_hu
-        if tilted:
-            dz = (zs[zsel][:, None, None] - slope[0] * xs[xsel][None, None, :] - slope[1] * ys[ysel][None, :, None])
-            block &= (dz >= z_mm[0]) & (dz <= z_mm[1])
+        dz = zs[zsel][:, None, None] - slope[0] * xs[xsel][None, None, :] - slope[1] * ys[ysel][None, :, None]
+        block = (hu[np.ix_(zsel, ysel, xsel)] > bone_hu) & (dz >= z_mm[0]) & (dz <= z_mm[1])
         sides.append(float(block.sum() * np.prod(sp)))
     return min(sides) if sides else None
 
