@@ -26,6 +26,10 @@ ORDER: list[int] = [*range(1, 20), 28, *range(20, 27)]
 AASCE_VERTEBRAE: list[str] = [f"T{i}" for i in range(1, 13)] + [f"L{i}" for i in range(1, 6)]
 CORNERS: tuple[str, ...] = ("TL", "TR", "BL", "BR")  # top-left, top-right, bottom-left, bottom-right
 
+# TotalSegmentator vertebra ids (v2 "total" task, as in its label maps) -> VerSe labels:
+# 26 sacrum/S1, 27 L5 ... 50 C1.
+TOTALSEG_TO_VERSE: dict[int, int] = {26: 26, **{i: 51 - i for i in range(27, 51)}}
+
 # SNOMED CT codes of the vertebrae (as in the DICOM anatomic codes and Slicer terminologies).
 SNOMED: dict[str, tuple[str, str]] = {
     "C1": ("14806007", "C1 vertebra"), "C2": ("39976000", "C2 vertebra"), "C3": ("113205007", "C3 vertebra"),

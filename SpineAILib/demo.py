@@ -15,22 +15,31 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from SpineAILib import anatomy, render
+from SpineAILib import scene as sc
 from SpineAILib.errors import ModelError
+from SpineAILib.info import device_summary, versions
 from SpineAILib.io.image import lps_to_ras
+from SpineAILib.metrics import dice
 from SpineAILib.phantoms import (
+    APPhantom,
+    CervicalPhantom,
     CervicalPhantomConfig,
+    CTPhantom,
     CTPhantomConfig,
     ap_radiograph_phantom,
     ct_spine_phantom,
     lateral_cervical_phantom,
 )
 from SpineAILib.progress import CancelToken, ProgressCallback, check_cancel
+from SpineAILib.scene.spine import landmark_names, write_centroids, write_landmarks_2d, write_vertebra_labels
+from SpineAILib.tasks import TASKS
 
 DEFAULT_OUTPUT = "spineai-demo"
 
@@ -40,9 +49,19 @@ def _p(progress: ProgressCallback | None, f: float, msg: str) -> None:
         progress(f, msg)
 
 
-def _dice(a: np.ndarray, b: np.ndarray) -> float:
-    s = a.sum() + b.sum()
-    return 1.0 if s == 0 else float(2 * np.logical_and(a, b).sum() / s)
+@dataclass
+class DemoContext:
+    """What a task's demo entry (:attr:`SpineAILib.tasks.Task.demo`) works on: the phantoms, the
+    scene and its input nodes, the device; each entry adds its prediction to ``predictions``
+    (by task name) for the overview and for entries that build on it."""
+
+    ct: CTPhantom
+    ap: APPhantom
+    cervical: CervicalPhantom
+    scene: Any
+    nodes: dict[str, Any]
+    device: str
+    predictions: dict[str, Any] = field(default_factory=dict)
 
 
 def run_demo(
@@ -54,10 +73,6 @@ def run_demo(
 ) -> dict[str, Any]:
     """Build the phantoms, run the pipelines, write ``output``/{spineai-demo.mrb, overview.png,
     report.json}. Returns the report dict."""
-    from SpineAILib import scene as sc
-    from SpineAILib.info import device_summary, versions
-    from SpineAILib.scene.spine import landmark_names, write_centroids, write_landmarks_2d, write_vertebra_labels
-
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     tasks: dict[str, Any] = {}
@@ -123,7 +138,7 @@ def run_demo(
     l_labels, l_ras = sc.fiducials_ras(loaded.GetFirstNodeByName("Phantom corners (ground truth)"))
     gt_l = lps_to_ras(ap.image.pixels_to_lps(ap.landmarks))
     segs = sc.segment_arrays(loaded.GetFirstNodeByName("Phantom vertebrae (ground truth)"), ct.labels)
-    dices = [_dice(mask, ct.labels.array == anatomy.vertebra_label(name.split()[0])) for name, mask in segs.items()]
+    dices = [dice(mask, ct.labels.array == anatomy.vertebra_label(name.split()[0])) for name, mask in segs.items()]
     reloaded_angle = loaded.GetFirstNodeByName(angle_node.GetName()).GetAngleDegrees()
     tasks["scene_roundtrip"] = {
         "metrics": {
@@ -137,121 +152,18 @@ def run_demo(
         },
         "seconds": round(time.perf_counter() - t1, 3),
     }
-    # ------------------------------------------------------------------ Cobb angles (AP)
-    check_cancel(cancel)
-    _p(progress, 0.82, "Cobb angles on the AP phantom")
-    cobb_pred = None
-    try:
-        from SpineAILib.cobb import cobb_angles, estimate, smape
-        from SpineAILib.cobb.scene import write_cobb_result
-
-        t2 = time.perf_counter()
-        cobb_pred = estimate(ap.image, device=device)
-        seconds = time.perf_counter() - t2
-        gt = cobb_angles(ap.landmarks, ap.image.array.shape[0])
-        write_cobb_result(scene, ap.image, cobb_pred, prefix="Predicted Cobb")
+    # ------------------------------------------------------------ every task, one entry each
+    ctx = DemoContext(ct=ct, ap=ap, cervical=cerv, scene=scene, nodes={"ct": ct_node, "cervical": cerv_node},
+                      device=device)
+    with_demo = [t for t in TASKS.values() if t.demo is not None]
+    for k, task in enumerate(with_demo):
+        check_cancel(cancel)
+        _p(progress, 0.82 + 0.06 * k / len(with_demo), f"{task.title} on the phantom")
+        try:
+            tasks[task.report_key] = task.demo(ctx)
+        except ModelError as exc:  # a source checkout without weights still runs the rest of the demo
+            tasks[task.report_key] = {"metrics": {}, "seconds": 0.0, "error": str(exc)}
         sc.save_mrb(scene, mrb)
-        tasks["cobb"] = {
-            "metrics": {
-                "smape_percent": smape([cobb_pred.values], [gt.values]),
-                "main_abs_error_deg": abs(cobb_pred.values[0] - gt.values[0]),
-                "predicted_deg": [round(v, 2) for v in cobb_pred.values],
-                "phantom_deg": [round(v, 2) for v in gt.values],
-                "landmark_mean_error_px": float(np.linalg.norm(cobb_pred.landmarks - ap.landmarks, axis=1).mean()),
-                "confidence": cobb_pred.confidence,
-                "low_confidence": cobb_pred.low_confidence,
-            },
-            "seconds": round(seconds, 3),
-        }
-    except ModelError as exc:  # a source checkout without weights still runs the rest of the demo
-        tasks["cobb"] = {"metrics": {}, "seconds": 0.0, "error": str(exc)}
-
-    # ------------------------------------------------------- cervical localisation (lateral)
-    check_cancel(cancel)
-    _p(progress, 0.85, "cervical localisation on the lateral phantom")
-    cerv_pred = None
-    try:
-        from SpineAILib.cervical import localize
-        from SpineAILib.cervical.metrics import binary_metrics
-        from SpineAILib.cervical.scene import write_cervical_result
-
-        t3 = time.perf_counter()
-        cerv_pred = localize(cerv.image, device=device)
-        seconds = time.perf_counter() - t3
-        write_cervical_result(scene, cerv.image, cerv_pred, cerv_node, prefix="Predicted cervical")
-        sc.save_mrb(scene, mrb)
-        m = binary_metrics(cerv_pred.region, cerv.region)
-        tasks["cervical"] = {"metrics": {**{k: m[k] for k in ("dice", "sensitivity", "specificity")},
-                                         "regions_predicted": cerv_pred.regions_predicted, "found": cerv_pred.found,
-                                         "axis_angle_deg": cerv_pred.axis_angle_deg},
-                             "seconds": round(seconds, 3)}
-    except ModelError as exc:
-        tasks["cervical"] = {"metrics": {}, "seconds": 0.0, "error": str(exc)}
-
-    # ------------------------------------------------- CT: vertebra labelling, bodies, fractures
-    check_cancel(cancel)
-    _p(progress, 0.86, "vertebra labelling on the CT phantom")
-    vert_pred = None
-    try:
-        from SpineAILib.vertebrae import locate
-        from SpineAILib.vertebrae.evaluate import match, summarize
-        from SpineAILib.vertebrae.scene import write_vertebrae_result
-
-        t4 = time.perf_counter()
-        vert_pred = locate(ct.image, device=device)
-        seconds = time.perf_counter() - t4
-        write_vertebrae_result(scene, vert_pred, ct_node, "Predicted vertebra")
-        sc.save_mrb(scene, mrb)
-        s_all = summarize(match(vert_pred.centroids, ct.body_centers))["all"]
-        tasks["vertebrae"] = {"metrics": {"id_rate": s_all["id_rate"], "mean_error_mm": s_all["error_mean_mm"],
-                                          "found": vert_pred.names(),
-                                          "phantom": [anatomy.vertebra_name(v) for v in sorted(ct.body_centers)]},
-                              "seconds": round(seconds, 3)}
-    except ModelError as exc:
-        tasks["vertebrae"] = {"metrics": {}, "seconds": 0.0, "error": str(exc)}
-
-    check_cancel(cancel)
-    _p(progress, 0.87, "vertebral bodies and fractures on the CT phantom")
-    try:
-        from SpineAILib.fracture import assess
-        from SpineAILib.fracture.scene import write_fracture_result
-        from SpineAILib.vertebra_body import segment_many
-        from SpineAILib.vertebra_body.metrics import dsc
-        from SpineAILib.vertebra_body.scene import write_body_results
-
-        # Clicks where a user would click (each body's centre) and names from the phantom's
-        # centroids, so this entry measures segmentation and grading on their own.
-        cents = ct.body_centers
-        t5 = time.perf_counter()
-        bodies = segment_many(ct.image, [cents[v] for v in sorted(cents)], "LPS", cents, device=device)
-        seconds = time.perf_counter() - t5
-        write_body_results(scene, ct.image, bodies, ct_node, "Predicted vertebral body")
-        metrics = {}
-        for b in bodies:
-            if b.label is None or b.label not in ct.heights:
-                continue
-            name = anatomy.vertebra_name(b.label)
-            metrics[name] = {"dice": round(dsc(b.mask, ct.body_labels.array == b.label), 4),
-                             "genant": b.genant.label if b.genant else None,
-                             "phantom_deformity": ct.deformity.get(b.label, ("none", 0.0))[0],
-                             "height_errors_mm": [round(b.heights[k] - ct.heights[b.label][k], 2)
-                                                  for k in ("anterior", "middle", "posterior")]}
-        tasks["vertebral_body"] = {"metrics": metrics, "seconds": round(seconds, 3),
-                                   "seconds_per_click": round(seconds / max(len(bodies), 1), 3)}
-        t6 = time.perf_counter()
-        frac = assess(ct.image, cents, device=device, genant=False)
-        for v in frac.vertebrae:  # Genant from the bodies just measured (same clicks)
-            match_b = [b for b in bodies if b.label == v.label]
-            if match_b and match_b[0].genant is not None:
-                v.genant, v.heights = match_b[0].genant, match_b[0].heights
-        write_fracture_result(scene, frac, "Predicted fracture")
-        sc.save_mrb(scene, mrb)
-        tasks["fracture"] = {"metrics": {v.name: {"probability": round(v.probability, 3), "status": v.status}
-                                         for v in frac.vertebrae} | {"patient_fractured": frac.patient_fractured},
-                             "seconds": round(time.perf_counter() - t6, 3)}
-    except ModelError as exc:
-        tasks["vertebral_body"] = {"metrics": {}, "seconds": 0.0, "error": str(exc)}
-        tasks["fracture"] = {"metrics": {}, "seconds": 0.0, "error": str(exc)}
 
     tasks["phantoms"] = {"metrics": {"ct_size_xyz": list(ct.image.size), "ct_vertebrae": len(ct.centroids),
                                      "ap_landmarks": int(len(ap.landmarks))},
@@ -261,6 +173,7 @@ def run_demo(
     # ------------------------------------------------------------------------- overview
     _p(progress, 0.88, "rendering the overview")
     fig, axes = render.figure(3, 4.2, 6.5)
+    vert_pred, cobb_pred, cerv_pred = (ctx.predictions.get(k) for k in ("vertebrae", "cobb", "cervical"))
     if vert_pred is not None and vert_pred.found:
         render.ct_coronal(axes[0], ct.image, vert_pred.labels, vert_pred.centroids,
                           "CT phantom: predicted vertebra labels")

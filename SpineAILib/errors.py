@@ -19,3 +19,7 @@ class ModelError(SpineAIError):
 
 class CancelledError(SpineAIError):
     """The user cancelled a long-running operation."""
+
+
+# Exit codes of the ``spineai`` command line (README "Exit codes"): what each error type ends in.
+EXIT_OK, EXIT_ERROR, EXIT_INPUT, EXIT_MODEL, EXIT_DEPENDENCY, EXIT_CANCELLED = 0, 1, 2, 3, 4, 130

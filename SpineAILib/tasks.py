@@ -1,40 +1,519 @@
-"""Registry of SpineAI tasks (capabilities): what exists, its CLI command, its input. No torch.
+"""The registry of SpineAI tasks: one :class:`Task` object per capability, and nothing else lists
+the tasks. The CLI (one command per task, ``spineai train/evaluate/export TASK``), ``spineai
+demo``, ``spineai info``, the Slicer home module and the Slicer modules' result readers loop
+over :data:`TASKS`.
 
-A task is listed here once it works end to end; the Slicer home module and ``spineai info``
-read this table.
+A task object holds its public run function (plain data in, a Result with ``to_dict`` /
+``from_dict`` out), its output writer and reader (``<package>/outputs.py``), its scene writer,
+its CLI arguments and command, its demo entry and its trainer / evaluator / exporter modules.
+Task packages never import each other; where one task runs another (``fracture`` labels the
+vertebrae first when no centroids are given) the composition is written here.
+
+Importing this module imports no task package, no torch and no SimpleITK: every reference to
+a task's code is resolved on first call, so Slicer can list the tasks at start-up.
 """
 
 from __future__ import annotations
 
+import argparse
+import importlib
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
+
+from SpineAILib.errors import EXIT_INPUT, EXIT_OK, InputError
+
+# ------------------------------------------------------------------------------ the registry
+
+
+def lazy(target: str) -> Callable[..., Any]:
+    """A callable for ``"package.module:attribute"`` that imports the module on first call."""
+    module, attr = target.split(":")
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return getattr(importlib.import_module(module), attr)(*args, **kwargs)
+
+    call.__name__ = attr
+    call.__qualname__ = attr
+    call.__doc__ = f"Calls {module}.{attr} (imported on first use)."
+    return call
 
 
 @dataclass(frozen=True)
-class TaskInfo:
+class Task:
+    """One capability. ``name`` is its CLI command; the callables import their code on use."""
+
     name: str
     title: str
-    cli: str
-    input: str  # "ct" (3D volume) or "radiograph" (2D)
-    entry_point: str  # the public Python function
+    input: str  # "ct" (3D volume) or "radiograph" (2D image)
+    package: str  # the task package that does the work
     slicer_module: str
+    entry_point: str  # the public Python function, for documentation and ``spineai info``
+    usage: str  # the CLI synopsis
+    help: str  # one line for ``spineai --help``
+    output_files: tuple[str, ...]  # what the command writes into --output
+    run: Callable[..., Any]  # plain data in, Result out
+    result: str  # "module:Class" of the Result (``to_dict`` / ``from_dict``)
+    write_outputs: Callable[..., Any]
+    read_outputs: Callable[..., Any]
+    write_scene: Callable[..., Any]
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    command: Callable[[argparse.Namespace, Any], int]  # (parsed args, progress) -> exit code
+    demo: Callable[[Any], dict] | None = None  # (demo context) -> {"metrics": ..., "seconds": ...}
+    trainer: str | None = None  # module with main(argv)
+    evaluator: str | None = None
+    exporter: str | None = None
+
+    @property
+    def result_type(self) -> type:
+        """The Result class (imported on first use)."""
+        module, attr = self.result.split(":")
+        return getattr(importlib.import_module(module), attr)
+
+    @property
+    def report_key(self) -> str:
+        """Key of the task in report files (``vertebral-body`` -> ``vertebral_body``)."""
+        return self.name.replace("-", "_")
+
+    def entry(self, kind: str) -> Callable[[list[str]], int]:
+        """``main(argv)`` of the task's ``trainer``, ``evaluator`` or ``exporter``."""
+        module = getattr(self, kind)
+        if module is None:
+            raise InputError(f"Task '{self.name}' has no {kind}.")
+        return importlib.import_module(module).main
 
 
-TASKS: dict[str, TaskInfo] = {}
+TASKS: dict[str, Task] = {}
 
 
-def register_task(info: TaskInfo) -> TaskInfo:
-    TASKS[info.name] = info
-    return info
+def register(task: Task) -> Task:
+    if task.name in TASKS:
+        raise ValueError(f"Task '{task.name}' is registered twice.")
+    TASKS[task.name] = task
+    return task
 
 
-# Task packages register themselves on import; none of them imports torch at module level.
-TASK_MODULES = ("SpineAILib.cobb", "SpineAILib.cervical", "SpineAILib.vertebrae", "SpineAILib.vertebra_body",
-                "SpineAILib.fracture")
+def get_task(name: str) -> Task:
+    """The task called ``name`` (its CLI command), with a message listing them when unknown."""
+    if name not in TASKS:
+        raise InputError(f"No such task '{name}'; available: {', '.join(TASKS)}.")
+    return TASKS[name]
 
 
-def available_tasks() -> list[TaskInfo]:
-    import importlib
-
-    for mod in TASK_MODULES:
-        importlib.import_module(mod)
+def available_tasks() -> list[Task]:
+    """Every task, sorted by name."""
     return [TASKS[k] for k in sorted(TASKS)]
+
+
+def with_entry(kind: str) -> list[str]:
+    """Names of the tasks that have a ``trainer`` / ``evaluator`` / ``exporter``."""
+    return [t.name for t in TASKS.values() if getattr(t, kind)]
+
+
+# ------------------------------------------------------------------------ shared CLI pieces
+
+
+def _warn(command: str, messages: list[str], prefix: str = "") -> None:
+    for msg in messages:
+        print(f"spineai {command}: warning: {prefix}{msg}", file=sys.stderr)
+
+
+def _checked_device(args: argparse.Namespace) -> str:
+    from SpineAILib.device import parse_device
+
+    parse_device(args.device)
+    return args.device
+
+
+def _parse_point(text: str) -> tuple[float, float, float]:
+    try:
+        vals = [float(v) for v in text.replace(";", ",").split(",")]
+    except ValueError:
+        vals = []
+    if len(vals) != 3:
+        raise InputError(f"--point '{text}' must be three numbers X,Y,Z (RAS mm), e.g. --point 12.5,-40,310.")
+    return vals[0], vals[1], vals[2]
+
+
+def _read_centroids(args: argparse.Namespace, image):
+    from SpineAILib.io.centroids import read_centroids_file
+
+    return read_centroids_file(args.centroids, image) if args.centroids else None
+
+
+# ------------------------------------------------------------------------------------ cobb
+
+
+def _cobb_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", help="radiograph (PNG/JPG/DICOM/NRRD...) or a folder of them")
+    p.add_argument("--csv", help="CSV path (default OUTPUT/cobb_angles.csv): image,main,upper,lower,...")
+    p.add_argument("--landmarks", metavar="DIR", help="also write <image>.json with the 68 landmarks per image")
+    p.add_argument("--batch-size", type=int, default=4, help="images per network call (default 4)")
+
+
+def _cobb_command(args: argparse.Namespace, progress) -> int:
+    """Batch Cobb angles: one CSV row per image (main, upper, lower in degrees first)."""
+    from pathlib import Path
+
+    from SpineAILib.cobb.outputs import csv_row, write_csv, write_outputs
+    from SpineAILib.cobb.predict import estimate_batch, list_images
+
+    device = _checked_device(args)
+    files = list_images(args.input)
+    csv_path = Path(args.csv) if args.csv else Path(args.output) / "cobb_angles.csv"
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    results = estimate_batch(files, device=device, batch_size=args.batch_size, progress=progress)
+    rows = []
+    for path, r in zip(files, results, strict=True):
+        rows.append(csv_row(path.name, r))
+        if isinstance(r, InputError):  # one unreadable file must not stop a batch: report it and go on
+            print(f"spineai cobb: {path.name}: {r}", file=sys.stderr)
+            continue
+        if len(files) == 1:
+            _warn("cobb", r.warnings)
+        if args.landmarks:
+            write_outputs(r, args.landmarks, path.name)
+    write_csv(csv_path, rows)
+    progress.close()
+    failures = sum(isinstance(r, InputError) for r in results)
+    print(f"Wrote {csv_path} ({len(files) - failures} image(s){f', {failures} failed' if failures else ''})")
+    if len(files) == 1 and failures == 0:
+        r = results[0]
+        print(f"  main {r.values[0]:.1f}, upper {r.values[1]:.1f}, lower {r.values[2]:.1f} degrees "
+              f"(confidence {r.confidence:.2f})")
+    return EXIT_INPUT if failures == len(files) else EXIT_OK
+
+
+def _cobb_demo(ctx) -> dict:
+    import time
+
+    import numpy as np
+
+    from SpineAILib.cobb import cobb_angles, estimate, smape
+    from SpineAILib.cobb.scene import write_cobb_result
+
+    ap = ctx.ap
+    t = time.perf_counter()
+    pred = estimate(ap.image, device=ctx.device)
+    seconds = time.perf_counter() - t
+    gt = cobb_angles(ap.landmarks, ap.image.array.shape[0])
+    write_cobb_result(ctx.scene, ap.image, pred, prefix="Predicted Cobb")
+    ctx.predictions["cobb"] = pred
+    return {"metrics": {"smape_percent": smape([pred.values], [gt.values]),
+                        "main_abs_error_deg": abs(pred.values[0] - gt.values[0]),
+                        "predicted_deg": [round(v, 2) for v in pred.values],
+                        "phantom_deg": [round(v, 2) for v in gt.values],
+                        "landmark_mean_error_px": float(np.linalg.norm(pred.landmarks - ap.landmarks, axis=1).mean()),
+                        "confidence": pred.confidence, "low_confidence": pred.low_confidence},
+            "seconds": round(seconds, 3)}
+
+
+register(Task(
+    name="cobb", title="Cobb angles (AP radiograph)", input="radiograph", package="SpineAILib.cobb",
+    slicer_module="CobbAngle", entry_point="SpineAILib.cobb.estimate",
+    usage="spineai cobb IMAGE_OR_FOLDER --csv out.csv",
+    help="Cobb angles of AP spine radiographs (a file or a folder)",
+    output_files=("cobb_angles.csv", "<landmarks>/<image>.json"),
+    run=lazy("SpineAILib.cobb.predict:estimate"), result="SpineAILib.cobb.predict:CobbResult",
+    write_outputs=lazy("SpineAILib.cobb.outputs:write_outputs"),
+    read_outputs=lazy("SpineAILib.cobb.outputs:read_outputs"),
+    write_scene=lazy("SpineAILib.cobb.scene:write_cobb_result"),
+    add_arguments=_cobb_arguments, command=_cobb_command, demo=_cobb_demo,
+    trainer="SpineAILib.cobb.train", evaluator="SpineAILib.cobb.evaluate", exporter="SpineAILib.cobb.export"))
+
+
+# -------------------------------------------------------------------------------- cervical
+
+
+def _cervical_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", help="lateral cervical radiograph")
+    p.add_argument("--probability", action="store_true", help="also write probability.png")
+
+
+def _cervical_command(args: argparse.Namespace, progress) -> int:
+    """Cervical localisation: DIR/localization.png (binary mask at the image size) and .json."""
+    from pathlib import Path
+
+    from SpineAILib.cervical import localize
+    from SpineAILib.cervical.outputs import write_outputs
+
+    device = _checked_device(args)
+    progress(0.1, "localising")
+    r = localize(args.input, device=device)
+    write_outputs(r, args.output, Path(args.input).name, probability=args.probability)
+    progress(1.0, "done")
+    progress.close()
+    _warn("cervical", r.warnings)
+    print(f"Wrote {Path(args.output)}/localization.png and localization.json "
+          f"({'found' if r.found else 'NOT found'}; axis {r.axis_angle_deg:.1f} deg from vertical)")
+    return EXIT_OK
+
+
+def _cervical_demo(ctx) -> dict:
+    import time
+
+    from SpineAILib.cervical import localize
+    from SpineAILib.cervical.scene import write_cervical_result
+    from SpineAILib.metrics import binary_metrics
+
+    cerv = ctx.cervical
+    t = time.perf_counter()
+    pred = localize(cerv.image, device=ctx.device)
+    seconds = time.perf_counter() - t
+    write_cervical_result(ctx.scene, cerv.image, pred, ctx.nodes["cervical"], prefix="Predicted cervical")
+    ctx.predictions["cervical"] = pred
+    m = binary_metrics(pred.region, cerv.region)
+    return {"metrics": {**{k: m[k] for k in ("dice", "sensitivity", "specificity")},
+                        "regions_predicted": pred.regions_predicted, "found": pred.found,
+                        "axis_angle_deg": pred.axis_angle_deg},
+            "seconds": round(seconds, 3)}
+
+
+register(Task(
+    name="cervical", title="Cervical spine localisation (lateral radiograph)", input="radiograph",
+    package="SpineAILib.cervical", slicer_module="CervicalLocalization", entry_point="SpineAILib.cervical.localize",
+    usage="spineai cervical IMAGE --output DIR", help="localise the C3-C7 cervical spine in a lateral radiograph",
+    output_files=("localization.png", "localization.json", "probability.png"),
+    run=lazy("SpineAILib.cervical.predict:localize"), result="SpineAILib.cervical.predict:CervicalResult",
+    write_outputs=lazy("SpineAILib.cervical.outputs:write_outputs"),
+    read_outputs=lazy("SpineAILib.cervical.outputs:read_outputs"),
+    write_scene=lazy("SpineAILib.cervical.scene:write_cervical_result"),
+    add_arguments=_cervical_arguments, command=_cervical_command, demo=_cervical_demo,
+    trainer="SpineAILib.cervical.train", evaluator="SpineAILib.cervical.evaluate",
+    exporter="SpineAILib.cervical.export"))
+
+
+# ------------------------------------------------------------------------------- vertebrae
+
+
+def _vertebrae_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", help="CT volume (NIfTI, NRRD, MHA or a DICOM series folder), Hounsfield units")
+
+
+def _vertebrae_command(args: argparse.Namespace, progress) -> int:
+    """Vertebra labelling: DIR/centroids.json (RAS), centroids_ctd.json (VerSe), centroids.mrk.json,
+    vertebrae.nii.gz, vertebrae.seg.nrrd and report.json."""
+    from SpineAILib.io import read_image
+    from SpineAILib.vertebrae import locate
+    from SpineAILib.vertebrae.outputs import write_outputs
+
+    device = _checked_device(args)
+    image = read_image(args.input)
+    r = locate(image, device=device, progress=progress)
+    write_outputs(r, image, args.output, source=str(args.input))
+    progress.close()
+    _warn("vertebrae", r.warnings)
+    noun = "vertebra" if len(r.centroids) == 1 else "vertebrae"
+    print(f"Wrote {args.output}/centroids.json, centroids_ctd.json, centroids.mrk.json, vertebrae.nii.gz, "
+          f"vertebrae.seg.nrrd ({len(r.centroids)} {noun}: {' '.join(r.names()) or 'none'}; "
+          f"{r.seconds.get('total', 0):.1f} s)")
+    return EXIT_OK
+
+
+def _vertebrae_demo(ctx) -> dict:
+    import time
+
+    from SpineAILib import anatomy
+    from SpineAILib.vertebrae import locate
+    from SpineAILib.vertebrae.evaluate import match, summarize
+    from SpineAILib.vertebrae.scene import write_vertebrae_result
+
+    ct = ctx.ct
+    t = time.perf_counter()
+    pred = locate(ct.image, device=ctx.device)
+    seconds = time.perf_counter() - t
+    write_vertebrae_result(ctx.scene, pred, ctx.nodes["ct"], "Predicted vertebra")
+    ctx.predictions["vertebrae"] = pred
+    s_all = summarize(match(pred.centroids, ct.body_centers))["all"]
+    return {"metrics": {"id_rate": s_all["id_rate"], "mean_error_mm": s_all["error_mean_mm"], "found": pred.names(),
+                        "phantom": [anatomy.vertebra_name(v) for v in sorted(ct.body_centers)]},
+            "seconds": round(seconds, 3)}
+
+
+register(Task(
+    name="vertebrae", title="Vertebra labelling (CT)", input="ct", package="SpineAILib.vertebrae",
+    slicer_module="VertebraLabeling", entry_point="SpineAILib.vertebrae.locate",
+    usage="spineai vertebrae CT --output DIR", help="find and label the vertebrae of a CT (centroids + segments)",
+    output_files=("centroids.json", "centroids_ctd.json", "centroids.mrk.json", "vertebrae.nii.gz",
+                  "vertebrae.seg.nrrd", "report.json"),
+    run=lazy("SpineAILib.vertebrae.predict:locate"), result="SpineAILib.vertebrae.predict:VertebraResult",
+    write_outputs=lazy("SpineAILib.vertebrae.outputs:write_outputs"),
+    read_outputs=lazy("SpineAILib.vertebrae.outputs:read_outputs"),
+    write_scene=lazy("SpineAILib.vertebrae.scene:write_vertebrae_result"),
+    add_arguments=_vertebrae_arguments, command=_vertebrae_command, demo=_vertebrae_demo,
+    trainer="SpineAILib.vertebrae.train", evaluator="SpineAILib.vertebrae.evaluate",
+    exporter="SpineAILib.vertebrae.export"))
+
+
+# -------------------------------------------------------------------------- vertebral body
+
+
+def _body_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", help="CT volume (Hounsfield units)")
+    p.add_argument("--point", action="append", metavar="X,Y,Z", help="a point on a vertebral body, RAS mm (repeatable)")
+    p.add_argument("--centroids", help="vertebra centroids (centroids.json / VerSe *_ctd.json) to name the bodies")
+
+
+def _body_command(args: argparse.Namespace, progress) -> int:
+    """Click-to-segment: DIR/vertebral_body.nii.gz (label map on the CT grid, value = click number)
+    and DIR/measurements.json (volume, mean HU, heights, Genant per body)."""
+    from SpineAILib.io import read_image
+    from SpineAILib.vertebra_body import segment_many
+    from SpineAILib.vertebra_body.outputs import write_body_outputs
+
+    device = _checked_device(args)
+    if not args.point:
+        raise InputError("Give at least one --point X,Y,Z (RAS mm) on a vertebral body.")
+    points = [_parse_point(t) for t in args.point]
+    image = read_image(args.input)
+    centroids = _read_centroids(args, image)
+    progress(0.1, "segmenting")
+    results = segment_many(image, points, "RAS", centroids, device=device)
+    write_body_outputs(results, image, args.output, source=str(args.input))
+    progress(1.0, "done")
+    progress.close()
+    for r in results:
+        _warn("vertebral-body", r.warnings, f"{r.name}: ")
+    print(f"Wrote {args.output}/vertebral_body.nii.gz and measurements.json")
+    for r in results:
+        b = r.to_dict()
+        print(f"  {b['name']}: {b['volume_ml']:.1f} ml, {b['mean_hu']:.0f} HU, heights {b['anterior_height_mm']:.1f}/"
+              f"{b['middle_height_mm']:.1f}/{b['posterior_height_mm']:.1f} mm, Genant {b['genant']}")
+    return EXIT_OK
+
+
+def _body_demo(ctx) -> dict:
+    import time
+
+    from SpineAILib import anatomy
+    from SpineAILib.metrics import dice
+    from SpineAILib.vertebra_body import segment_many
+    from SpineAILib.vertebra_body.scene import write_body_results
+
+    # Clicks where a user would click (each body's centre) and names from the phantom's
+    # centroids, so this entry measures segmentation and grading on their own.
+    ct = ctx.ct
+    cents = ct.body_centers
+    t = time.perf_counter()
+    bodies = segment_many(ct.image, [cents[v] for v in sorted(cents)], "LPS", cents, device=ctx.device)
+    seconds = time.perf_counter() - t
+    write_body_results(ctx.scene, ct.image, bodies, ctx.nodes["ct"], "Predicted vertebral body")
+    ctx.predictions["vertebral-body"] = bodies
+    metrics = {}
+    for b in bodies:
+        if b.label is None or b.label not in ct.heights:
+            continue
+        metrics[anatomy.vertebra_name(b.label)] = {
+            "dice": round(dice(b.mask, ct.body_labels.array == b.label), 4),
+            "genant": b.genant.label if b.genant else None,
+            "phantom_deformity": ct.deformity.get(b.label, ("none", 0.0))[0],
+            "height_errors_mm": [round(b.heights[k] - ct.heights[b.label][k], 2)
+                                 for k in ("anterior", "middle", "posterior")]}
+    return {"metrics": metrics, "seconds": round(seconds, 3),
+            "seconds_per_click": round(seconds / max(len(bodies), 1), 3)}
+
+
+register(Task(
+    name="vertebral-body", title="Vertebral body (click to segment, CT)", input="ct",
+    package="SpineAILib.vertebra_body", slicer_module="VertebralBody", entry_point="SpineAILib.vertebra_body.segment",
+    usage="spineai vertebral-body CT --point X,Y,Z --output DIR",
+    help="segment and measure the vertebral body at clicked point(s) in a CT",
+    output_files=("vertebral_body.nii.gz", "measurements.json"),
+    run=lazy("SpineAILib.vertebra_body.predict:segment"),
+    result="SpineAILib.vertebra_body.predict:BodyResult",
+    write_outputs=lazy("SpineAILib.vertebra_body.outputs:write_body_outputs"),
+    read_outputs=lazy("SpineAILib.vertebra_body.outputs:read_body_outputs"),
+    write_scene=lazy("SpineAILib.vertebra_body.scene:write_body_results"),
+    add_arguments=_body_arguments, command=_body_command, demo=_body_demo,
+    trainer="SpineAILib.vertebra_body.train", evaluator="SpineAILib.vertebra_body.evaluate",
+    exporter="SpineAILib.vertebra_body.export"))
+
+
+# -------------------------------------------------------------------------------- fracture
+
+
+def assess_ct(image, centroids=None, device: str = "auto", models_dir=None, genant: bool = True, progress=None,
+              cancel=None):
+    """Fracture assessment of a CT (:func:`SpineAILib.vertebra_body.assess_fractures`); without
+    ``centroids`` ({VerSe label: LPS mm}) the vertebrae are found and labelled first
+    (:func:`SpineAILib.vertebrae.locate`), whose warnings and time the result then carries."""
+    import time
+
+    from SpineAILib.io import Image, read_image
+    from SpineAILib.progress import SubProgress
+    from SpineAILib.vertebra_body import assess_fractures
+
+    if centroids is not None:
+        return assess_fractures(image, centroids, device, models_dir, genant, progress, cancel)
+    from SpineAILib.preprocessing import check_image
+    from SpineAILib.vertebrae import locate
+
+    t0 = time.perf_counter()
+    img = check_image(image if isinstance(image, Image) else read_image(image), "Fracture assessment", ndim=3,
+                      min_size=2)
+    loc = locate(img, device=device, models_dir=models_dir, progress=SubProgress(progress, 0.0, 0.4), cancel=cancel)
+    result = assess_fractures(img, loc.centroids, device, models_dir, genant, progress, cancel)
+    result.warnings = loc.warnings + result.warnings
+    result.seconds = {"vertebra_labelling": loc.seconds.get("total", 0.0),
+                      **{k: v for k, v in result.seconds.items() if k != "total"},
+                      "total": round(time.perf_counter() - t0, 3)}
+    return result
+
+
+def _fracture_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", help="CT volume (Hounsfield units)")
+    p.add_argument("--centroids", help="vertebra centroids (centroids.json / VerSe *_ctd.json); default: found first")
+    p.add_argument("--no-genant", action="store_true", help="voxel classifier only (no body segmentation/heights)")
+
+
+def _fracture_command(args: argparse.Namespace, progress) -> int:
+    """Fracture assessment per vertebra: DIR/fracture.json and DIR/fracture.csv."""
+    from SpineAILib.io import read_image
+    from SpineAILib.vertebra_body.outputs import write_fracture_outputs
+
+    device = _checked_device(args)
+    image = read_image(args.input)
+    centroids = _read_centroids(args, image)
+    r = assess_ct(image, centroids, device=device, genant=not args.no_genant, progress=progress)
+    write_fracture_outputs(r, args.output, source=str(args.input))
+    progress.close()
+    _warn("fracture", r.warnings)
+    flagged = [f"{v.name} ({v.status})" for v in r.vertebrae if v.status != "normal"]
+    print(f"Wrote {args.output}/fracture.json and fracture.csv: {len(r.vertebrae)} vertebrae, "
+          f"{'fractures: ' + ', '.join(flagged) if flagged else 'no fracture found'}")
+    return EXIT_OK
+
+
+def _fracture_demo(ctx) -> dict:
+    import time
+
+    from SpineAILib.vertebra_body import assess_fractures
+    from SpineAILib.vertebra_body.scene import write_fracture_result
+
+    ct = ctx.ct
+    t = time.perf_counter()
+    frac = assess_fractures(ct.image, ct.body_centers, device=ctx.device, genant=False)
+    for v in frac.vertebrae:  # Genant from the bodies just measured (same clicks)
+        found = [b for b in ctx.predictions.get("vertebral-body", []) if b.label == v.label]
+        if found and found[0].genant is not None:
+            v.genant, v.heights = found[0].genant, found[0].heights
+    write_fracture_result(ctx.scene, frac, "Predicted fracture")
+    ctx.predictions["fracture"] = frac
+    return {"metrics": {v.name: {"probability": round(v.probability, 3), "status": v.status}
+                        for v in frac.vertebrae} | {"patient_fractured": frac.patient_fractured},
+            "seconds": round(time.perf_counter() - t, 3)}
+
+
+register(Task(
+    name="fracture", title="Fracture assessment (CT)", input="ct", package="SpineAILib.vertebra_body",
+    slicer_module="VertebralBody", entry_point="SpineAILib.tasks.assess_ct",
+    usage="spineai fracture CT [--centroids FILE] --output DIR", help="fracture assessment of every vertebra of a CT",
+    output_files=("fracture.json", "fracture.csv"),
+    run=assess_ct, result="SpineAILib.vertebra_body.fracture:FractureResult",
+    write_outputs=lazy("SpineAILib.vertebra_body.outputs:write_fracture_outputs"),
+    read_outputs=lazy("SpineAILib.vertebra_body.outputs:read_fracture_outputs"),
+    write_scene=lazy("SpineAILib.vertebra_body.scene:write_fracture_result"),
+    add_arguments=_fracture_arguments, command=_fracture_command, demo=_fracture_demo,
+    trainer="SpineAILib.vertebra_body.train_fracture", evaluator="SpineAILib.vertebra_body.evaluate_fracture",
+    exporter="SpineAILib.vertebra_body.export"))

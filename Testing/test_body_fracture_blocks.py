@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from SpineAILib.errors import InputError
-from SpineAILib.fracture.genant import genant, grade_from_loss
-from SpineAILib.fracture.network import RF_NORMAL, RF_SUBSAMPLED, build_dual_pathway
 from SpineAILib.io.image import Image
 from SpineAILib.phantoms import CTPhantomConfig, ct_spine_phantom
+from SpineAILib.vertebra_body.genant import genant, grade_from_loss
 from SpineAILib.vertebra_body.measure import body_core, find_edge, measure_heights, thinnest_direction
+from SpineAILib.vertebra_body.networks import RF_NORMAL, RF_SUBSAMPLED, build_dual_pathway
 
 
 @pytest.fixture(scope="module")
@@ -259,7 +259,7 @@ def test_grade_results_grades_bodies_given_in_any_order_along_the_column():
     """The same three bodies as above, given feet first and out of order: each gets the grade
     it gets head to feet (the crushed middle one severe), written into the results themselves;
     a body without a grade of its own (unconfirmed heights) stays ungraded; no bodies, no error."""
-    from SpineAILib.fracture.genant import genant
+    from SpineAILib.vertebra_body.genant import genant
     from SpineAILib.vertebra_body.predict import BodyResult, grade_results
 
     def body(z, height):

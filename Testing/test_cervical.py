@@ -11,10 +11,10 @@ import torch
 
 from SpineAILib.cervical.data import region_target, to_canvas
 from SpineAILib.cervical.losses import localisation_loss, region_aware_term, region_weights
-from SpineAILib.cervical.metrics import binary_metrics, n_regions, summarize
 from SpineAILib.cervical.networks import PAPER_PARAMS, build, count_parameters
 from SpineAILib.errors import InputError
 from SpineAILib.io import Image
+from SpineAILib.metrics import binary_metrics, n_regions, summarize
 from SpineAILib.phantoms import CervicalPhantomConfig, lateral_cervical_phantom
 
 

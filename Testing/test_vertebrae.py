@@ -13,11 +13,11 @@ import pytest
 from SpineAILib import anatomy
 from SpineAILib.errors import InputError
 from SpineAILib.io import Image, write_image
+from SpineAILib.io.centroids import read_lml, read_verse_centroids, write_lml, write_verse_centroids
 from SpineAILib.postprocessing import centers_of_mass
 from SpineAILib.preprocessing import resample_to_canonical
-from SpineAILib.vertebrae.data import body_centroids_from_mask, folder_cases, read_lml, write_lml
+from SpineAILib.vertebrae.data import body_centroids_from_mask, folder_cases
 from SpineAILib.vertebrae.evaluate import by_anchor, by_numbering, has_anchor, match, summarize, to_markdown
-from SpineAILib.vertebrae.formats import read_verse_centroids, write_verse_centroids
 from SpineAILib.vertebrae.predict import detect, fuse, identify, order_warnings, shift_labels
 
 
@@ -111,7 +111,7 @@ class _BoneDetector:
 
 
 def test_detection_tiling_is_exact_and_skips_boneless_patches():
-    from SpineAILib.vertebrae.networks import scale_hu
+    from SpineAILib.preprocessing.intensity import scale_hu
 
     rng = np.random.default_rng(1)
     hu = rng.normal(-500, 100, (90, 70, 100)).astype(np.float32)
@@ -135,7 +135,7 @@ def test_identification_uses_the_fourth_of_eight_slices():
         def forward(self, x):  # (N, 8, AP, SI) -> the 4th channel, i.e. the output slice itself
             return x[:, 3:4]
 
-    from SpineAILib.vertebrae.networks import scale_hu
+    from SpineAILib.preprocessing.intensity import scale_hu
 
     hu = np.random.default_rng(2).uniform(-1000, 1900, (37, 21, 12)).astype(np.float32)
     mask = np.zeros(hu.shape, bool)

@@ -1,18 +1,16 @@
 """Building blocks of CT vertebra labelling (issue 4, in progress): VerSe centroid files,
-sparse-to-dense labels, dense-to-sparse centroids, patch tiling with border discard."""
+sparse-to-dense labels, dense-to-sparse centroids."""
 
 from __future__ import annotations
 
 import json
 
 import numpy as np
-import pytest
 
 from SpineAILib.io import Image
+from SpineAILib.io.centroids import axis_codes, centroids_json, read_verse_centroids, write_verse_centroids
 from SpineAILib.postprocessing import centers_of_mass
-from SpineAILib.vertebrae.formats import axis_codes, centroids_json, read_verse_centroids, write_verse_centroids
 from SpineAILib.vertebrae.labels import dense_to_sparse, segments, sparse_to_dense, vertebra_radius_mm
-from SpineAILib.vertebrae.tiling import tile_predict
 
 
 def test_verse_json_against_real_mask(data_dir):
@@ -99,29 +97,3 @@ def test_dense_to_sparse_median_and_threshold():
     arr[26:39, 26:39, 26:39] = 0
     arr[30:35, 30:35, 30:35] = 21  # 125 votes: below 0.4 R^3, dropped even with a low min_votes
     assert sorted(dense_to_sparse(img.with_array(arr), min_votes=100)) == [20]
-
-
-@pytest.mark.parametrize("shape", [(97, 70, 41), (40, 32, 32), (5, 200, 9)])
-def test_tiling_reconstructs_exactly_with_identity(shape):
-    vol = np.random.default_rng(0).normal(size=shape).astype(np.float32)
-    seen = []
-
-    def identity(x):
-        seen.append(x.shape)
-        return x[None]
-
-    out = tile_predict(vol, identity)
-    np.testing.assert_array_equal(out[0], vol)
-    assert set(seen) == {(80, 64, 64)}
-
-
-def test_tiling_discards_borders():
-    """A predictor that marks its own border as garbage: nothing of it reaches the output."""
-    vol = np.ones((90, 70, 70), np.float32)
-
-    def noisy_border(x):
-        y = np.full((1, *x.shape), -1.0, np.float32)
-        y[0, 20:60, 16:48, 16:48] = x[20:60, 16:48, 16:48]
-        return y
-
-    assert tile_predict(vol, noisy_border).min() == 1.0

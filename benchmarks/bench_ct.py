@@ -42,8 +42,8 @@ def run():
         from SpineAILib.vertebra_body import segment
         r = segment(img, extra["point"], space="LPS", device=device)
         return {"volume_ml": r.volume_ml}
-    from SpineAILib.fracture import assess
-    r = assess(img, cents, device=device, genant=task == "fracture_genant")
+    from SpineAILib.vertebra_body import assess_fractures
+    r = assess_fractures(img, cents, device=device, genant=task == "fracture_genant")
     return {"stages_s": r.seconds}
 if extra.get("warmup"):
     run()  # models loaded and (CUDA) kernels compiled once, as in a Slicer session

@@ -35,7 +35,7 @@ def main() -> int:
 
     from SpineAILib.demo import run_demo
     from SpineAILib.device import resolve_device, set_cpu_threads
-    from SpineAILib.inference import sliding_window
+    from SpineAILib.inference import tile_predict
     from SpineAILib.io import Image
     from SpineAILib.networks import build_network
     from SpineAILib.phantoms import CTPhantomConfig, ap_radiograph_phantom, ct_spine_phantom
@@ -53,10 +53,13 @@ def main() -> int:
     _, s["restore_to_original_grid_nearest"] = timed(rec.restore, iso, "nearest")
     net = build_network("monai.UNet", spatial_dims=3, in_channels=1, out_channels=2, channels=(16, 32, 64),
                         strides=(2, 2)).to(dev).eval()
-    x = torch.rand(1, 1, 128, 128, 128, device=dev)
-    with torch.no_grad():
-        _, s["sliding_window_unet16_128cube_roi64"] = timed(sliding_window, x, (64, 64, 64), net, overlap=0.25,
-                                                             sw_batch_size=2)
+    x = np.random.default_rng(1).random((128, 128, 128), dtype=np.float32)
+
+    def predictor(patches):
+        with torch.no_grad():
+            return net(torch.as_tensor(patches)[:, None].to(dev)).cpu().numpy()
+
+    _, s["tile_predict_unet16_128cube_core64"] = timed(tile_predict, x, predictor, (64, 64, 64), batch=2, n_out=2)
     with tempfile.TemporaryDirectory() as d:
         _, s["spineai_demo_total"] = timed(run_demo, d, device=str(dev))
     save(f"foundation_{dev.type}", res)

@@ -55,7 +55,7 @@ def main() -> int:
             "--device", a.device])
         _stamp(DOCS / "vertebral_body_genant48" / "vertebral_body_eval.json")
     if "fracture" in only:
-        from SpineAILib.fracture.evaluate import main as ev
+        from SpineAILib.vertebra_body.evaluate_fracture import main as ev
 
         ev(["--phantoms", str(a.fracture_phantoms), "--output", str(DOCS / "fracture"), "--device", a.device])
         _stamp(DOCS / "fracture" / "fracture_eval.json")

@@ -8,8 +8,6 @@ Console (blocking)::
     result.found, result.axis_angle_deg, result.warnings
 """
 
-import json
-import os
 import tempfile
 
 import slicer
@@ -60,11 +58,11 @@ class CervicalLocalizationWidget(SpineAICommon.TaskWidgetMixin, ScriptedLoadable
                        "Localising in the background...")
 
     def onTaskSucceeded(self, output):
-        info = self.logic.readResult(self._workDir, self.ui.inputSelector.currentNode(),
-                                     self.ui.probabilityCheckBox.checked)
-        self.ui.statusLabel.text = "Found." if info["found"] else "No cervical spine found."
-        if info["warnings"]:
-            slicer.util.warningDisplay("\n\n".join(info["warnings"]), windowTitle="Cervical Localization")
+        result = self.logic.readResult(self._workDir, self.ui.inputSelector.currentNode(),
+                                       self.ui.probabilityCheckBox.checked)
+        self.ui.statusLabel.text = "Found." if result.found else "No cervical spine found."
+        if result.warnings:
+            slicer.util.warningDisplay("\n\n".join(result.warnings), windowTitle="Cervical Localization")
 
 
 class CervicalLocalizationLogic(ScriptedLoadableModuleLogic):
@@ -88,24 +86,15 @@ class CervicalLocalizationLogic(ScriptedLoadableModuleLogic):
         return result
 
     def readResult(self, workDir, volumeNode, probabilityVolume=False):
-        """Load the CLI's mask (and probability) onto the input's geometry."""
-        import numpy as np
-        import SimpleITK as sitk
-
-        from SpineAILib.cervical.predict import CervicalResult
+        """Load the background process's mask (and probability) onto the input's geometry."""
         from SpineAILib.cervical.scene import write_cervical_result
+        from SpineAILib.tasks import get_task
 
-        with open(os.path.join(workDir, "localization.json"), encoding="utf-8") as f:
-            info = json.load(f)
         image = self.checkInput(volumeNode)
-        region = sitk.GetArrayFromImage(sitk.ReadImage(os.path.join(workDir, "localization.png"))) > 0
-        prob = sitk.GetArrayFromImage(sitk.ReadImage(os.path.join(workDir, "probability.png"))).astype(np.float32) / 255
-        result = CervicalResult(prob, region, np.array(info["bounding_polygon_px"]).reshape(-1, 2),
-                                np.array(info["axis_direction"]), info["axis_angle_deg"], info["regions_predicted"],
-                                info["confidence"], info["warnings"], info["model"])
+        result = get_task("cervical").read_outputs(workDir)
         write_cervical_result(slicer.mrmlScene, image, result, volumeNode, f"{volumeNode.GetName()} cervical",
                               probabilityVolume)
-        return info
+        return result
 
 
 class CervicalLocalizationTest(ScriptedLoadableModuleTest):

@@ -8,8 +8,6 @@ Console (blocking)::
     result.values, result.angles.main.upper_end, result.warnings
 """
 
-import json
-import os
 import tempfile
 
 import slicer
@@ -105,10 +103,10 @@ class CobbAngleLogic(ScriptedLoadableModuleLogic):
         return [inputPath, "--output", workDir, "--landmarks", workDir]
 
     def readResult(self, workDir):
-        from SpineAILib.cobb.predict import result_from_dict
+        """The background process's result (``input.nrrd.json``, see ``cliArguments``)."""
+        from SpineAILib.tasks import get_task
 
-        with open(os.path.join(workDir, "input.nrrd.json"), encoding="utf-8") as f:
-            return result_from_dict(json.load(f))
+        return get_task("cobb").read_outputs(workDir, "input.nrrd")
 
 
 class CobbAngleTest(ScriptedLoadableModuleTest):

@@ -14,8 +14,6 @@ Console (blocking)::
     logic.updateFromPoints(slicer.util.getNode("CT"), pointsNode)
 """
 
-import json
-import os
 import tempfile
 
 import slicer
@@ -71,14 +69,14 @@ class VertebraLabelingWidget(SpineAICommon.TaskWidgetMixin, ScriptedLoadableModu
         self.startTask("vertebrae", [inputPath, "--output", self._workDir], "Labelling vertebrae in the background...")
 
     def onTaskSucceeded(self, output):
-        nodes, info = self.logic.readResult(self._workDir, self.ui.inputSelector.currentNode())
+        nodes, result = self.logic.readResult(self._workDir, self.ui.inputSelector.currentNode())
         self.ui.pointsSelector.setCurrentNode(nodes["centroids"])
-        found = info["vertebrae"]
-        numbered = {None: "the network alone", "ribs": "the ribs"}.get(info.get("numbering"), info.get("numbering"))
+        found = result.names()
+        numbered = {None: "the network alone", "ribs": "the ribs"}.get(result.numbering, result.numbering)
         self.ui.statusLabel.text = (f"{len(found)} vertebrae: {' '.join(found)} (numbered by {numbered})" if found
                                     else "No vertebrae found.")
-        if info["warnings"]:
-            slicer.util.warningDisplay("\n\n".join(info["warnings"]), windowTitle="Vertebra Labeling")
+        if result.warnings:
+            slicer.util.warningDisplay("\n\n".join(result.warnings), windowTitle="Vertebra Labeling")
 
     def onUpdateFromPoints(self):
         try:
@@ -118,24 +116,14 @@ class VertebraLabelingLogic(ScriptedLoadableModuleLogic):
         return result
 
     def readResult(self, workDir, volumeNode):
-        """Load the background process's files (centroids.json, vertebrae.nii.gz) into the scene."""
-        import numpy as np
-
-        from SpineAILib.io import read_image
-        from SpineAILib.io.image import lps_to_ras
-        from SpineAILib.vertebrae.predict import VertebraResult
+        """Load the background process's files (centroids.json, report.json, vertebrae.nii.gz) into
+        the scene. Returns (nodes, result)."""
+        from SpineAILib.tasks import get_task
         from SpineAILib.vertebrae.scene import write_vertebrae_result
 
-        with open(os.path.join(workDir, "centroids.json"), encoding="utf-8") as f:
-            entries = json.load(f)
-        with open(os.path.join(workDir, "report.json"), encoding="utf-8") as f:
-            info = json.load(f)
-        labels = read_image(os.path.join(workDir, "vertebrae.nii.gz"))
-        result = VertebraResult({e["label"]: lps_to_ras(np.array(e["position_ras_mm"])) for e in entries},
-                                {e["label"]: e["confidence"] for e in entries}, labels, info["warnings"],
-                                numbering=info.get("numbering"))
+        result = get_task("vertebrae").read_outputs(workDir)
         nodes = write_vertebrae_result(slicer.mrmlScene, result, volumeNode, f"{volumeNode.GetName()} vertebra")
-        return nodes, info
+        return nodes, result
 
     @staticmethod
     def centroidsFromPoints(pointsNode):

@@ -185,7 +185,7 @@ class VertebralBodyLogic(ScriptedLoadableModuleLogic):
             add_table(slicer.mrmlScene, "", measurement_columns(self.results), self.tableNode)
 
     def writeCentroids(self, pointsNode, workDir):
-        from SpineAILib.vertebrae.formats import centroids_json
+        from SpineAILib.io.centroids import centroids_json
 
         path = os.path.join(workDir, "centroids.json")
         with open(path, "w", encoding="utf-8") as f:
@@ -194,32 +194,20 @@ class VertebralBodyLogic(ScriptedLoadableModuleLogic):
 
     def assessFractures(self, volumeNode, labelPointsNode=None, device="auto"):
         """Blocking fracture assessment (finds the vertebrae first when no points are given)."""
-        from SpineAILib.fracture import assess
-        from SpineAILib.fracture.scene import write_fracture_result
+        from SpineAILib.tasks import get_task
+        from SpineAILib.vertebra_body.scene import write_fracture_result
 
         image = self.checkInput(volumeNode)
-        result = assess(image, self.centroidsFromPoints(labelPointsNode), device=device)
+        result = get_task("fracture").run(image, self.centroidsFromPoints(labelPointsNode), device=device)
         write_fracture_result(slicer.mrmlScene, result, f"{volumeNode.GetName()} fracture")
         return result
 
     def readFractureResult(self, workDir, volumeNode):
         """The background process's fracture.json -> table and status-coloured points."""
-        import numpy as np
+        from SpineAILib.tasks import get_task
+        from SpineAILib.vertebra_body.scene import write_fracture_result
 
-        from SpineAILib.fracture.genant import GenantResult
-        from SpineAILib.fracture.predict import FractureResult, VertebraFracture
-        from SpineAILib.fracture.scene import write_fracture_result
-        from SpineAILib.io.image import lps_to_ras
-
-        with open(os.path.join(workDir, "fracture.json"), encoding="utf-8") as f:
-            data = json.load(f)
-        verts = []
-        for v in data["vertebrae"]:
-            g = None if v["genant_grade"] is None else GenantResult(v["genant_grade"], v["genant"], v["deformity"],
-                                                                    v["height_loss"])
-            verts.append(VertebraFracture(v["label"], lps_to_ras(np.array(v["position_ras_mm"])),
-                                          v["fracture_probability"], g, v["heights_mm"], v["note"]))
-        result = FractureResult(verts, data["patient_fractured"], data["fracture_components"], data["warnings"])
+        result = get_task("fracture").read_outputs(workDir)
         write_fracture_result(slicer.mrmlScene, result, f"{volumeNode.GetName()} fracture")
         return result
 

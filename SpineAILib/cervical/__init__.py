@@ -7,8 +7,3 @@ localisation): FCN / DeConvNet / UNet with and without the region-aware loss.
 """
 
 from SpineAILib.cervical.predict import CervicalResult, localize  # noqa: F401
-from SpineAILib.tasks import TaskInfo, register_task
-
-register_task(TaskInfo(name="cervical", title="Cervical spine localisation (lateral radiograph)",
-                       cli="spineai cervical IMAGE --output DIR", input="radiograph",
-                       entry_point="SpineAILib.cervical.localize", slicer_module="CervicalLocalization"))

@@ -42,6 +42,17 @@ class CervicalResult:
                 "confidence": self.confidence, "warnings": list(self.warnings), "model": self.model,
                 "image_size": [int(self.region.shape[1]), int(self.region.shape[0])]}
 
+    @classmethod
+    def from_dict(cls, data: dict, region: np.ndarray, probability: np.ndarray | None = None) -> CervicalResult:
+        """Rebuild from :meth:`to_dict` output and the region mask (rows, cols); without the
+        probability map, the region itself (0/1) stands for it."""
+        region = np.asarray(region, bool)
+        prob = region.astype(np.float32) if probability is None else np.asarray(probability, np.float32)
+        return cls(prob, region, np.array(data["bounding_polygon_px"], float).reshape(-1, 2),
+                   np.array(data["axis_direction"], float), float(data["axis_angle_deg"]),
+                   int(data["regions_predicted"]), float(data["confidence"]), list(data["warnings"]),
+                   data.get("model", MODEL_NAME))
+
 
 def region_geometry(region: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     """(oriented bounding box (4, 2), unit axis (2,), axis angle from vertical in degrees) of a

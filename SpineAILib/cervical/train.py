@@ -1,7 +1,7 @@
 """Train and compare the six localisation variants (FCN, DeConvNet, UNet, each with and without
 the region-aware term "-R") on phantoms or on a folder of real radiographs with masks.
 
-    python -m SpineAILib.cervical.train --output runs/cervical [--variants FCN-R,UNet] [--data FOLDER]
+    spineai train cervical --output runs/cervical [--variants FCN-R,UNet] [--data FOLDER]
 
 As in the paper: rigid rotations from 5 to 355 degrees in 5 degree steps, RMSprop, batch 10,
 from scratch, equal weights of the two loss terms (configurable). Writes per variant the fp16
@@ -12,37 +12,39 @@ original resolution against the vertebra masks; predicted regions per image), me
 
 from __future__ import annotations
 
-import argparse
 import json
 import pickle
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from SpineAILib.cervical.data import Sample, folder_samples, phantom_samples
 from SpineAILib.cervical.losses import localisation_loss
-from SpineAILib.cervical.metrics import binary_metrics, n_regions, summarize
 from SpineAILib.cervical.networks import build, count_parameters
+from SpineAILib.metrics import binary_metrics, n_regions, summarize
+from SpineAILib.training import save_config
+from SpineAILib.training.config import config_from_args, config_parser, option
+from SpineAILib.training.loop import LoopSpec, run_training
 
 VARIANTS = ("FCN", "FCN-R", "DeConvNet", "DeConvNet-R", "UNet", "UNet-R")
 
 
 @dataclass
 class CervicalTrainConfig:
-    output: str = "runs/cervical"
-    data: str = ""  # folder of real images + masks; empty = phantoms
-    variants: list[str] = field(default_factory=lambda: list(VARIANTS))
-    n_train: int = 400
-    n_test: int = 60
-    steps: int = 100
-    batch_size: int = 10
-    lr: float = 1e-3
-    region_weight: float = 1.0  # weight of L_r in the -R variants (log loss weight is 1)
-    n_t: int = 1
-    seed: int = 0
-    device: str = "auto"
+    output: str = option("runs/cervical", "run folder (config, histories, weights, table.json/.md)")
+    data: str = option("", "folder with images/ and masks/ (default: phantoms)")
+    variants: list[str] = option(list(VARIANTS), "variants to train (comma-separated)")
+    n_train: int = option(400, "training phantoms")
+    n_test: int = option(60, "test phantoms")
+    steps: int = option(100, "optimizer steps per variant")
+    batch_size: int = option(10, "images per step")
+    lr: float = option(1e-3, "RMSprop learning rate")
+    region_weight: float = option(1.0, "weight of L_r in the -R variants (the log loss weight is 1)")
+    n_t: int = option(1, "the region term's n_t")
+    seed: int = option(0, "random seed")
+    device: str = option("auto", "auto, cpu, cuda, cuda:N or mps")
+    threads: int = option(0, "CPU threads (0: every core)")
 
 
 def rotate_batch(x, y, rng):
@@ -93,45 +95,30 @@ def evaluate_samples(probs: np.ndarray, samples: list[Sample]) -> dict:
 
 
 def train_variant(variant: str, train: list[Sample], test: list[Sample], cfg: CervicalTrainConfig, out: Path) -> dict:
+    """Train one variant from scratch (the shared loop, no checkpoints: a variant trains in minutes)
+    and evaluate it on ``test``; writes ``<variant>_fp16.pt`` and ``<variant>_history.csv``."""
     import torch
 
-    from SpineAILib.device import resolve_device, set_cpu_threads
-    from SpineAILib.training import TrainingLog, save_fp16_weights, seed_everything
-
-    seed_everything(cfg.seed)
-    dev = resolve_device(cfg.device)
-    if dev.type == "cpu":
-        set_cpu_threads()
     arch = variant.removesuffix("-R")
     region_weight = cfg.region_weight if variant.endswith("-R") else 0.0
-    net = build(arch).to(dev)
-    opt = torch.optim.RMSprop(net.parameters(), lr=cfg.lr)
-    rng = np.random.default_rng(cfg.seed)
     X = torch.as_tensor(np.stack([s.canvas for s in train]))[:, None]
     Y = torch.as_tensor(np.stack([s.target for s in train]).astype(np.int64))
-    log = TrainingLog(out / f"{variant}_history.csv", ["step", "loss", "log_loss", "region_term", "seconds"])
-    t0 = time.perf_counter()
-    sums = np.zeros(3)
-    for step in range(cfg.steps):
-        net.train()
+
+    def step(net, _, rng, device):
         idx = rng.integers(0, len(train), cfg.batch_size)
         x, y = rotate_batch(X[idx], Y[idx], rng)
-        loss, ce, lr_term = localisation_loss(net(x.to(dev)), y.to(dev), region_weight, 1.0, cfg.n_t)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sums += [loss.item(), ce.item(), lr_term.item()]
-        if (step + 1) % 50 == 0 or step == cfg.steps - 1:
-            k = (step % 50) + 1
-            log.write(step=step + 1, loss=sums[0] / k, log_loss=sums[1] / k, region_term=sums[2] / k,
-                      seconds=time.perf_counter() - t0)
-            sums[:] = 0
-    train_seconds = time.perf_counter() - t0
-    probs = predict_maps(net, np.stack([s.canvas for s in test]), dev)
-    metrics = evaluate_samples(probs, test)
-    save_fp16_weights(net.state_dict(), out / f"{variant}_fp16.pt")
-    return {"variant": variant, "parameters": count_parameters(net), "train_seconds": train_seconds,
-            "steps": cfg.steps, "metrics": metrics}
+        loss, ce, lr_term = localisation_loss(net(x.to(device)).float(), y.to(device), region_weight, 1.0, cfg.n_t)
+        return loss, {"log_loss": ce.item(), "region_term": lr_term.item()}
+
+    spec = LoopSpec(output=str(out), steps=cfg.steps, torch_seed=cfg.seed, rng_seed=cfg.seed, device=cfg.device,
+                    threads=cfg.threads, log_file=f"{variant}_history.csv",
+                    log_fields=["step", "loss", "log_loss", "region_term", "seconds"], log_every=50, checkpoint=None,
+                    final_weights=f"{variant}_fp16.pt")
+    result = run_training(spec, lambda: build(arch), lambda net: torch.optim.RMSprop(net.parameters(), lr=cfg.lr),
+                          step)
+    probs = predict_maps(result.net, np.stack([s.canvas for s in test]), result.device)
+    return {"variant": variant, "parameters": count_parameters(result.net), "train_seconds": result.seconds,
+            "steps": cfg.steps, "metrics": evaluate_samples(probs, test)}
 
 
 def format_table(results: list[dict]) -> str:
@@ -148,8 +135,6 @@ def format_table(results: list[dict]) -> str:
 
 
 def run(cfg: CervicalTrainConfig) -> list[dict]:
-    from SpineAILib.training import save_config
-
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.json")
@@ -186,22 +171,8 @@ def run(cfg: CervicalTrainConfig) -> list[dict]:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m SpineAILib.cervical.train", description=__doc__.split("\n\n")[0])
-    d = CervicalTrainConfig()
-    p.add_argument("--output", default=d.output)
-    p.add_argument("--data", default="", help="folder with images/ and masks/ (default: phantoms)")
-    p.add_argument("--variants", default=",".join(VARIANTS))
-    p.add_argument("--steps", type=int, default=d.steps)
-    p.add_argument("--n-train", type=int, default=d.n_train)
-    p.add_argument("--n-test", type=int, default=d.n_test)
-    p.add_argument("--region-weight", type=float, default=d.region_weight)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--device", default=d.device)
-    a = p.parse_args(argv)
-    run(CervicalTrainConfig(output=a.output, data=a.data, variants=a.variants.split(","), steps=a.steps,
-                            n_train=a.n_train, n_test=a.n_test, region_weight=a.region_weight, lr=a.lr,
-                            seed=a.seed, device=a.device))
+    run(config_from_args(CervicalTrainConfig,
+                         config_parser(CervicalTrainConfig, "spineai train cervical", __doc__).parse_args(argv)))
     return 0
 
 

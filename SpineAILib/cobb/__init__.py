@@ -9,8 +9,3 @@ the three challenge angles.
 
 from SpineAILib.cobb.angles import CobbAngles, Curve, cobb_angles, smape  # noqa: F401
 from SpineAILib.cobb.predict import CobbResult, estimate  # noqa: F401
-from SpineAILib.tasks import TaskInfo, register_task
-
-register_task(TaskInfo(name="cobb", title="Cobb angles (AP radiograph)",
-                       cli="spineai cobb IMAGE_OR_FOLDER --csv out.csv", input="radiograph",
-                       entry_point="SpineAILib.cobb.estimate", slicer_module="CobbAngle"))

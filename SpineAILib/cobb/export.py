@@ -1,6 +1,6 @@
 """Publish a trained run as a shipped model: fp16 weights + model card in Resources/Models.
 
-    python -m SpineAILib.cobb.export --run runs/cobb --data $SPINEAI_DATA/aasce
+    spineai export cobb --run runs/cobb --data $SPINEAI_DATA/aasce
 
 The card records data, split, seed, training config and time, the validation metrics of the
 whole pipeline (file -> angles, measured by SpineAILib.cobb.evaluate), commit and date.
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from SpineAILib.cobb.predict import MODEL_NAME
 from SpineAILib.models import ModelCard, default_models_dir, write_card
-from SpineAILib.training import git_commit, save_fp16_weights
+from SpineAILib.training import git_commit
 
 
 def export(run: str, data: str, models_dir: str | None = None, name: str = MODEL_NAME,
@@ -34,11 +34,6 @@ def export(run: str, data: str, models_dir: str | None = None, name: str = MODEL
     with open(run_dir / "history.csv", encoding="utf-8") as f:
         history = list(csv.DictReader(f))
     train_seconds = sum(float(r["seconds"]) for r in history if r.get("seconds"))
-    if weights == "last" and not (run_dir / "last_fp16.pt").is_file():
-        import torch
-
-        state = torch.load(run_dir / "last.pt", map_location="cpu", weights_only=False)["model"]
-        save_fp16_weights(state, run_dir / "last_fp16.pt")
     shutil.copyfile(run_dir / f"{weights}_fp16.pt", out / f"{name}.pt")
     card = ModelCard(
         name=name, task="cobb", architecture="spineai.CobbLandmarkNet", weights=f"{name}.pt", sha256="",
@@ -58,7 +53,7 @@ def export(run: str, data: str, models_dir: str | None = None, name: str = MODEL
                   "loss": "CenterNet focal loss on centre heatmap + L1 on offsets", "optimizer": "AdamW, one-cycle",
                   "hardware": summary.get("device", ""), "train_seconds": round(train_seconds, 1),
                   "weights": f"{weights} epoch" + ("" if weights == "last" else
-                                                   f" ({summary.get('best', {}).get('epoch')})"),
+                                                   f" (after {summary.get('best', {}).get('step')} steps)"),
                   "inference": "flip test-time augmentation (chosen on the validation split)"},
         metrics={}, commit=git_commit(), date=dt.date.today().isoformat(),
         description="Vertebra-focused landmark detector (centre heatmap + corner offsets) for the 68 AASCE corner "
@@ -76,7 +71,7 @@ def export(run: str, data: str, models_dir: str | None = None, name: str = MODEL
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m SpineAILib.cobb.export")
+    p = argparse.ArgumentParser(prog="spineai export cobb")
     p.add_argument("--run", required=True)
     p.add_argument("--data", default="", help="AASCE folder: evaluate on the validation split for the card")
     p.add_argument("--models-dir", default=None)

@@ -64,21 +64,21 @@ class CobbResult:
                 "vertebra_scores": {v: float(s) for v, s in zip(anatomy.AASCE_VERTEBRAE, self.vertebra_scores,
                                                                 strict=True)}}
 
-
-def result_from_dict(data: dict) -> CobbResult:
-    """Rebuild a :class:`CobbResult` from ``to_dict()`` output (e.g. the CLI's landmark JSON
-    written by a background process). Angles are recomputed from the landmarks by the same rule."""
-    names = [f"{v}-{c}" for v in anatomy.AASCE_VERTEBRAE for c in anatomy.CORNERS]
-    try:
-        landmarks = np.array([data["landmarks_px"][n] for n in names], float)
-        width, height = data["image_size"]
-        scores = np.array([data["vertebra_scores"][v] for v in anatomy.AASCE_VERTEBRAE], float)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InputError(f"Not a SpineAI Cobb result: missing or malformed field {exc}.") from None
-    spacing = data.get("pixel_spacing_mm")
-    return CobbResult(landmarks, cobb_angles(landmarks, float(height)), scores, float(data.get("confidence", 0.0)),
-                      list(data.get("warnings", [])), (int(width), int(height)),
-                      tuple(spacing) if spacing else None, data.get("model", MODEL_NAME))
+    @classmethod
+    def from_dict(cls, data: dict) -> CobbResult:
+        """Rebuild from :meth:`to_dict` output (e.g. the CLI's landmark JSON written by a
+        background process). Angles are recomputed from the landmarks by the same rule."""
+        names = [f"{v}-{c}" for v in anatomy.AASCE_VERTEBRAE for c in anatomy.CORNERS]
+        try:
+            landmarks = np.array([data["landmarks_px"][n] for n in names], float)
+            width, height = data["image_size"]
+            scores = np.array([data["vertebra_scores"][v] for v in anatomy.AASCE_VERTEBRAE], float)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"Not a SpineAI Cobb result: missing or malformed field {exc}.") from None
+        spacing = data.get("pixel_spacing_mm")
+        return cls(landmarks, cobb_angles(landmarks, float(height)), scores, float(data.get("confidence", 0.0)),
+                   list(data.get("warnings", [])), (int(width), int(height)),
+                   tuple(spacing) if spacing else None, data.get("model", MODEL_NAME))
 
 
 def get_model(device="cpu", name: str = MODEL_NAME, models_dir: str | os.PathLike | None = None):

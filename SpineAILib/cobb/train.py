@@ -1,20 +1,19 @@
 """Headless training of the Cobb landmark model on an AASCE-layout folder.
 
-    python -m SpineAILib.cobb.train --data $SPINEAI_DATA/aasce --output runs/cobb [--epochs 60]
+    spineai train cobb --data $SPINEAI_DATA/aasce --output runs/cobb [--epochs 60]
 
 Seeded; the config is saved as JSON beside the checkpoint; re-running the same command resumes
-from ``last.pt``; AMP on CUDA; logs loss and validation SMAPE per epoch to ``history.csv``.
+from ``last.pt`` (also with more ``--epochs``); AMP on CUDA; logs loss and validation SMAPE per
+epoch to ``history.csv``; writes ``best_fp16.pt`` (best validation SMAPE) and ``last_fp16.pt``.
 The split (seeded, by patient) is read from / written to ``--split`` so validation never
 changes between runs. Cases with landmark-order errors are excluded (listed in the split).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,10 @@ from SpineAILib.cobb.angles import cobb_angles, smape
 from SpineAILib.cobb.data import corner_order_problems, load_aasce, split_cases
 from SpineAILib.cobb.model import N_OUT, STRIDE, build_landmark_net, decode
 from SpineAILib.cobb.preprocess import CANVAS, to_canvas
+from SpineAILib.device import autocast, describe_device
+from SpineAILib.training import save_config
+from SpineAILib.training.config import config_from_args, config_parser, option
+from SpineAILib.training.loop import LoopSpec, one_cycle, run_training
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_SPLIT = REPO / "Resources" / "Splits" / "aasce_split.json"
@@ -30,25 +33,26 @@ DEFAULT_SPLIT = REPO / "Resources" / "Splits" / "aasce_split.json"
 
 @dataclass
 class CobbTrainConfig:
-    data: str = ""
-    output: str = "runs/cobb"
-    split: str = str(DEFAULT_SPLIT)
-    seed: int = 0
-    val_fraction: float = 0.2
-    epochs: int = 60
-    batch_size: int = 8
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    widths: list[int] = field(default_factory=lambda: [16, 32, 64, 96, 128])
-    canvas: list[int] = field(default_factory=lambda: list(CANVAS))
-    rotate_deg: float = 8.0
-    scale_range: list[float] = field(default_factory=lambda: [0.85, 1.1])
-    translate: float = 0.05
-    flip: bool = True
-    device: str = "auto"
-    val_every: int = 2
-    max_train_cases: int = 0  # 0 = all (smaller for smoke tests)
-    max_val_cases: int = 0  # 0 = all
+    data: str = option("", "AASCE-layout folder (images/, labels/)", required=True)
+    output: str = option("runs/cobb", "run folder (config, cache, history, last.pt, fp16 weights)")
+    split: str = option(str(DEFAULT_SPLIT), "split JSON (created, seeded, if missing)")
+    seed: int = option(0, "random seed (also of a new split)")
+    val_fraction: float = option(0.2, "share of patients in a new split's validation set")
+    epochs: int = option(60, "passes over the training cases")
+    batch_size: int = option(8, "images per step")
+    lr: float = option(2e-3, "AdamW one-cycle maximum learning rate")
+    weight_decay: float = option(1e-4, "AdamW weight decay")
+    widths: list[int] = option([16, 32, 64, 96, 128], "encoder widths")
+    canvas: list[int] = option(list(CANVAS), "canvas rows,cols")
+    rotate_deg: float = option(8.0, "largest augmentation rotation (degrees)")
+    scale_range: list[float] = option([0.85, 1.1], "augmentation scale range")
+    translate: float = option(0.05, "largest augmentation shift (fraction of the canvas)")
+    flip: bool = option(True, "left-right flips (corners swapped)")
+    device: str = option("auto", "auto, cpu, cuda, cuda:N or mps")
+    threads: int = option(0, "CPU threads (0: every core)")
+    val_every: int = option(2, "validate every N epochs (and after the last)")
+    max_train_cases: int = option(0, "use only the first N training cases (0: all; smoke tests)")
+    max_val_cases: int = option(0, "use only the first N validation cases (0: all)")
 
 
 # ------------------------------------------------------------------------------- data
@@ -184,7 +188,6 @@ def predict_canvas(net, images, device, batch_size: int = 16):
     """Landmarks (N, 68, 2) in canvas pixels and peak scores (N, 17)."""
     import torch
 
-    from SpineAILib.device import autocast
 
     lms, scores = [], []
     net.eval()
@@ -220,25 +223,9 @@ def evaluate_canvas(pred_canvas, cache, idx, angles_by_name) -> dict:
 def train(cfg: CobbTrainConfig) -> dict:
     import torch
 
-    from SpineAILib.device import autocast, describe_device, resolve_device, set_cpu_threads
-    from SpineAILib.training import (
-        TrainingLog,
-        resume,
-        save_checkpoint,
-        save_config,
-        save_fp16_weights,
-        seed_everything,
-    )
-
-    seed_everything(cfg.seed)
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.json")
-    device = resolve_device(cfg.device)
-    if device.type == "cpu":
-        set_cpu_threads()
-    print(f"device: {describe_device(device)}", flush=True)
-
     cases = load_aasce(cfg.data)
     split = make_split(cases, Path(cfg.split), cfg.seed, cfg.val_fraction)
     by_name = {c.name: c for c in cases}
@@ -249,84 +236,45 @@ def train(cfg: CobbTrainConfig) -> dict:
     tr_idx = np.arange(len(train_names))
     va_idx = np.arange(len(train_names), len(train_names) + len(val_names))
     angles_by_name = {c.name: c.angles for c in cases}
-
-    net = build_landmark_net(tuple(cfg.widths)).to(device)
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(tr_idx) / cfg.batch_size)
-    total = steps_per_epoch * cfg.epochs
-    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
-    state = resume(out / "last.pt", net, opt)  # the scheduler is rebuilt at the resumed step below
-    start, best = 0, {"smape": float("inf")}
-    if state is not None:
-        start, best = state["epoch"] + 1, state["best"]
-        print(f"resumed from epoch {start}", flush=True)
-    # The one-cycle schedule is a function of the step; rebuilding it at the resumed step keeps
-    # resuming correct even when --epochs was raised for the continuation.
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=0.1,
-                                                last_epoch=start * steps_per_epoch - 1)
-    log = TrainingLog(out / "history.csv", ["epoch", "loss", "focal", "l1", "smape", "mae_main", "mae_upper",
-                                            "mae_lower", "landmark_px", "seconds"])
-    rng = np.random.default_rng(cfg.seed + start)
     h, w = cfg.canvas[0] // STRIDE, cfg.canvas[1] // STRIDE
-    t_start = time.perf_counter()
-    for epoch in range(start, cfg.epochs):
-        t0 = time.perf_counter()
-        net.train()
-        perm = rng.permutation(tr_idx)
-        sums = np.zeros(3)
-        for s in range(steps_per_epoch):
-            b = perm[s * cfg.batch_size:(s + 1) * cfg.batch_size]
-            imgs = torch.as_tensor(cache["images"][b].astype(np.float32))[:, None]
-            x, lm = augment(imgs, cache["landmarks"][b], cfg, rng)
-            heat, reg, mask = (torch.as_tensor(a) for a in make_targets(lm, (h, w)))
-            x, heat, reg, mask = x.to(device), heat.to(device), reg.to(device), mask.to(device)
-            with autocast(device):
-                o = net(x)
-            loss, focal, l1 = loss_fn(o.float(), heat, reg, mask)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            sched.step()
-            sums += [loss.item(), focal.item(), l1.item()]
-        row = {"epoch": epoch, "loss": sums[0] / steps_per_epoch, "focal": sums[1] / steps_per_epoch,
-               "l1": sums[2] / steps_per_epoch}
-        if (epoch + 1) % cfg.val_every == 0 or epoch == cfg.epochs - 1:
-            pred, _ = predict_canvas(net, cache["images"][va_idx], device)
-            metrics = evaluate_canvas(pred, cache, va_idx, angles_by_name)
-            row.update(metrics)
-            if metrics["smape"] < best["smape"]:
-                best = {**metrics, "epoch": epoch}
-                save_fp16_weights(net.state_dict(), out / "best_fp16.pt")
-        row["seconds"] = time.perf_counter() - t0
-        log.write(**row)
-        save_checkpoint(out / "last.pt", model=net.state_dict(), optimizer=opt.state_dict(), epoch=epoch,
-                        best=best)
-    summary = {"best": best, "train_cases": len(train_names), "val_cases": len(val_names),
-               "excluded_cases": len(split.get("excluded", {})), "device": describe_device(device),
-               "train_seconds_this_run": time.perf_counter() - t_start}
+    order: dict[str, np.ndarray] = {}
+
+    def step(net, k, rng, device):
+        if k % steps_per_epoch == 0:  # a new epoch: every training case once, in a new order
+            order["perm"] = rng.permutation(tr_idx)
+        s = k % steps_per_epoch
+        b = order["perm"][s * cfg.batch_size:(s + 1) * cfg.batch_size]
+        imgs = torch.as_tensor(cache["images"][b].astype(np.float32))[:, None]
+        x, lm = augment(imgs, cache["landmarks"][b], cfg, rng)
+        heat, reg, mask = (torch.as_tensor(a).to(device) for a in make_targets(lm, (h, w)))
+        loss, focal, l1 = loss_fn(net(x.to(device)).float(), heat, reg, mask)
+        return loss, {"focal": focal.item(), "l1": l1.item()}
+
+    def validate(net, device) -> dict:
+        pred, _ = predict_canvas(net, cache["images"][va_idx], device)
+        return evaluate_canvas(pred, cache, va_idx, angles_by_name)
+
+    spec = LoopSpec(output=cfg.output, steps=steps_per_epoch * cfg.epochs, torch_seed=cfg.seed, rng_seed=cfg.seed,
+                    device=cfg.device, threads=cfg.threads, log_file="history.csv",
+                    log_fields=["step", "epoch", "loss", "focal", "l1", "smape", "mae_main", "mae_upper", "mae_lower",
+                                "landmark_px", "seconds"],
+                    log_every=steps_per_epoch, checkpoint="last.pt", checkpoint_every=steps_per_epoch,
+                    final_weights="last_fp16.pt", validate_every=cfg.val_every * steps_per_epoch, best_key="smape",
+                    best_weights="best_fp16.pt", steps_per_epoch=steps_per_epoch)
+    result = run_training(spec, lambda: build_landmark_net(tuple(cfg.widths)),
+                          lambda net: torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay),
+                          step, one_cycle(cfg.lr), validate)
+    summary = {"best": result.best, "train_cases": len(train_names), "val_cases": len(val_names),
+               "excluded_cases": len(split.get("excluded", {})), "device": describe_device(result.device),
+               "train_seconds_this_run": result.seconds}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m SpineAILib.cobb.train", description=__doc__.split("\n\n")[0])
-    defaults = CobbTrainConfig()
-    p.add_argument("--data", required=True, help="AASCE-layout folder (images/, labels/)")
-    p.add_argument("--output", default=defaults.output)
-    p.add_argument("--split", default=defaults.split, help="split JSON (created, seeded, if missing)")
-    p.add_argument("--epochs", type=int, default=defaults.epochs)
-    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    p.add_argument("--lr", type=float, default=defaults.lr)
-    p.add_argument("--seed", type=int, default=defaults.seed)
-    p.add_argument("--device", default=defaults.device)
-    p.add_argument("--val-every", type=int, default=defaults.val_every)
-    p.add_argument("--max-train-cases", type=int, default=0)
-    p.add_argument("--max-val-cases", type=int, default=0)
-    a = p.parse_args(argv)
-    cfg = CobbTrainConfig(data=a.data, output=a.output, split=a.split, epochs=a.epochs, batch_size=a.batch_size,
-                          lr=a.lr, seed=a.seed, device=a.device, val_every=a.val_every,
-                          max_train_cases=a.max_train_cases, max_val_cases=a.max_val_cases)
+    cfg = config_from_args(CobbTrainConfig,
+                           config_parser(CobbTrainConfig, "spineai train cobb", __doc__).parse_args(argv))
     print(json.dumps(train(cfg), indent=2))
     return 0
 

@@ -1,4 +1,5 @@
-"""Inference helpers: MONAI sliding windows and image batches with progress and cancel."""
+"""Inference helpers with progress and cancel: the one 3D tiler (border discard, skipped
+patches) and batches of images."""
 
 from SpineAILib.inference.batches import predict_batches  # noqa: F401
-from SpineAILib.inference.sliding_window import count_windows, sliding_window  # noqa: F401
+from SpineAILib.inference.tiling import tile_predict, tile_starts  # noqa: F401

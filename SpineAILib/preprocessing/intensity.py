@@ -37,3 +37,9 @@ def normalize_intensity(array: np.ndarray, spec: dict) -> np.ndarray:
     if kind == "none":
         return x
     raise InputError(f"Unknown intensity normalisation '{kind}'; expected one of {', '.join(METHODS)}.")
+
+
+def scale_hu(hu) -> np.ndarray:
+    """CT network input (every CT model): HU / 1000 clipped to [-1, 2] (air -1, water 0,
+    cortical bone ~1), float32, same shape."""
+    return np.clip(np.asarray(hu, dtype=np.float32) / 1000.0, -1.0, 2.0)

@@ -36,7 +36,7 @@ def _condition_case(seed: int, condition: str):
 
 
 def evaluate_conditions(n_phantoms: int, seed0: int, device: str = "auto", models_dir=None, log=print) -> dict:
-    from SpineAILib.vertebra_body.metrics import concurrency, dsc
+    from SpineAILib.metrics import concurrency, dice
     from SpineAILib.vertebra_body.predict import segment
 
     out = {}
@@ -55,7 +55,7 @@ def evaluate_conditions(n_phantoms: int, seed0: int, device: str = "auto", model
                 except Exception as exc:  # noqa: BLE001 - a failed click counts as an empty mask
                     log(f"  {case.name} {lab}: {exc}")
                     pred = np.zeros_like(ref)
-                rows.append({"case": case.name, "label": int(lab), "dsc": dsc(pred, ref),
+                rows.append({"case": case.name, "label": int(lab), "dsc": dice(pred, ref),
                              "concurrency": concurrency(pred, ref)})
         d = np.array([r["dsc"] for r in rows])
         c = np.array([r["concurrency"] for r in rows])
@@ -69,8 +69,8 @@ def evaluate_conditions(n_phantoms: int, seed0: int, device: str = "auto", model
 
 def evaluate_genant(n_phantoms: int, seed0: int, device: str = "auto", models_dir=None, log=print) -> dict:
     from SpineAILib.errors import InputError
-    from SpineAILib.fracture.genant import genant
     from SpineAILib.vertebra_body.data import phantom_body_case
+    from SpineAILib.vertebra_body.genant import genant
     from SpineAILib.vertebra_body.predict import grade_results, segment
 
     rows = []
@@ -119,8 +119,8 @@ def evaluate_genant(n_phantoms: int, seed0: int, device: str = "auto", models_di
 
 
 def evaluate_real(data_root, device: str = "auto", models_dir=None, log=print) -> list[dict]:
+    from SpineAILib.metrics import concurrency, dice
     from SpineAILib.vertebra_body.data import real_body_cases
-    from SpineAILib.vertebra_body.metrics import concurrency, dsc
     from SpineAILib.vertebra_body.predict import segment
 
     rows = []
@@ -132,7 +132,7 @@ def evaluate_real(data_root, device: str = "auto", models_dir=None, log=print) -
                 pred, note = r.mask, ""
             except Exception as exc:  # noqa: BLE001
                 pred, note = np.zeros_like(ref), str(exc)
-            rows.append({"case": case.name, "label": int(lab), "dsc": dsc(pred, ref),
+            rows.append({"case": case.name, "label": int(lab), "dsc": dice(pred, ref),
                          "concurrency": concurrency(pred, ref), "note": note})
             log(f"{case.name} {lab}: DSC {rows[-1]['dsc']:.3f} concurrency {rows[-1]['concurrency']:.3f} {note}")
     return rows

@@ -21,6 +21,7 @@ from SpineAILib.errors import InputError
 from SpineAILib.io import Image, read_image
 from SpineAILib.io.image import lps_to_ras
 from SpineAILib.preprocessing import check_image
+from SpineAILib.vertebra_body.genant import GenantResult, genant
 
 TASK = "Vertebral body segmentation"
 MODEL_NAME = "vertebral_body"
@@ -50,7 +51,7 @@ class BodyResult:
     volume_ml: float
     mean_hu: float
     heights: dict[str, float]  # anterior/middle/posterior height (mm)
-    genant: object | None = None  # fracture.genant.GenantResult
+    genant: GenantResult | None = None
     confidence: float = 0.0
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -68,6 +69,16 @@ class BodyResult:
                 "height_loss": None if g is None else round(g.height_loss, 4),
                 "confidence": round(self.confidence, 3), "voxels": int(self.mask.sum()),
                 "warnings": list(self.warnings)}
+
+    @classmethod
+    def from_dict(cls, data: dict, mask: np.ndarray) -> BodyResult:
+        """Rebuild from :meth:`to_dict` output and the body's mask on the CT grid (z, y, x)."""
+        g = None if data["genant_grade"] is None else GenantResult(int(data["genant_grade"]), data["genant"],
+                                                                      data["deformity"], float(data["height_loss"]))
+        heights = {k: float(data[f"{k}_height_mm"]) for k in ("anterior", "middle", "posterior")}
+        return cls(data["name"], data["label"], lps_to_ras(np.asarray(data["point_ras_mm"], float)),
+                   np.asarray(mask, bool), float(data["volume_ml"]), float(data["mean_hu"]), heights, g,
+                   float(data["confidence"]), list(data["warnings"]))
 
 
 def get_model(device="cpu", models_dir=None):
@@ -93,8 +104,8 @@ def predict_crop(crop_hu: np.ndarray, record, net, device) -> np.ndarray:
     import torch
 
     from SpineAILib.device import autocast
+    from SpineAILib.preprocessing.intensity import scale_hu
     from SpineAILib.vertebra_body.crop import click_channel
-    from SpineAILib.vertebrae.networks import scale_hu
 
     x = np.stack([scale_hu(crop_hu), click_channel(record)])[None]
     with torch.no_grad(), autocast(device):
@@ -178,8 +189,6 @@ def grade_heights(heights: dict[str, float], edges_found: int = 6,
     or where fewer than MIN_EDGES_FOR_GRADE of the 6 height ends were confirmed by an endplate
     edge in the CT: the mask then stops inside the bone (or beyond it), a partial segment reads
     as height loss, and a wrong "severe" is worse than no grade."""
-    from SpineAILib.fracture.genant import genant
-
     if min(heights.values()) <= 0:
         return None, ["A height could not be measured (the mask is not a closed body at that position)."]
     if edges_found < MIN_EDGES_FOR_GRADE:
@@ -248,8 +257,6 @@ def grade_along_column(heights: list[dict[str, float] | None], positions: list[n
     its confirmed neighbours in the list that lie closer than ``max_mm`` (adjacent vertebrae:
     the crush ratio); None for the others. A neighbour without confirmed heights is left out:
     its heights are uncertain."""
-    from SpineAILib.fracture.genant import genant
-
     out = []
     for k, (h, ok) in enumerate(zip(heights, confirmed, strict=True)):
         if not ok:

@@ -15,7 +15,6 @@ Gaussian channel; it trains on 32 x 64 x 64 crops (fully convolutional, run on t
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -23,7 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
+from SpineAILib.networks import build_network
 from SpineAILib.preprocessing.patches import crop_with_fill
+from SpineAILib.training import save_config
+from SpineAILib.training.config import config_from_args, config_parser, option
+from SpineAILib.training.loop import LoopSpec, one_cycle, run_training
 from SpineAILib.vertebra_body.networks import BODY_KWARGS
 
 TRAIN_CROP = (32, 64, 64)  # z, y, x at 1 mm
@@ -31,20 +34,21 @@ TRAIN_CROP = (32, 64, 64)  # z, y, x at 1 mm
 
 @dataclass
 class BodyTrainConfig:
-    output: str = "runs/vertebral_body"
-    phantoms: int = 40
-    phantom_seed: int = 2000
-    steps: int = 500
-    batch: int = 4
-    lr: float = 3e-3
-    translate_mm: tuple[float, float, float] = (8.0, 8.0, 5.0)  # x, y, z: max click offset
-    resample_prob: float = 0.5
-    seed: int = 0
-    threads: int = 0
-    bce_weight: float = 1.0  # 0 = the paper's Dice-only loss
-    real_train: tuple[str, ...] = ()  # $SPINEAI_DATA/ct samples with whole-vertebra pseudo labels
-    real_fraction: float = 0.5  # share of samples drawn from them
-    init: str = ""  # start from these weights (fine-tuning)
+    output: str = option("runs/vertebral_body", "run folder (config, cache, log, checkpoint, models/)")
+    phantoms: int = option(40, "number of training phantoms")
+    phantom_seed: int = option(2000, "seed of the first phantom")
+    steps: int = option(500, "optimizer steps")
+    batch: int = option(4, "crops per step")
+    lr: float = option(3e-3, "Adam one-cycle maximum learning rate")
+    translate_mm: tuple[float, ...] = option((8.0, 8.0, 5.0), "largest click offset x,y,z (mm)")
+    resample_prob: float = option(0.5, "share of crops degraded to a random 1-2 mm resolution and back")
+    seed: int = option(0, "random seed")
+    device: str = option("auto", "auto, cpu, cuda, cuda:N or mps")
+    threads: int = option(0, "CPU threads (0: every core)")
+    bce_weight: float = option(1.0, "weight of the cross-entropy term (0: the paper's Dice-only loss)")
+    real_train: tuple[str, ...] = option((), "$SPINEAI_DATA/ct samples with whole-vertebra pseudo labels")
+    real_fraction: float = option(0.5, "share of samples drawn from the real samples")
+    init: str = option("", "initial weights (.pt), e.g. to fine-tune")
 
 
 def _phantom_arrays(seed: int, cache: Path) -> dict:
@@ -73,9 +77,9 @@ def _real_arrays(name: str, cache: Path) -> dict:
 
     p = cache / f"real_{name}.npz"
     if not p.is_file():
+        from SpineAILib.anatomy import TOTALSEG_TO_VERSE
         from SpineAILib.io import read_image
         from SpineAILib.vertebra_body.data import pseudo_body_arrays
-        from SpineAILib.vertebrae.data import TOTALSEG_TO_VERSE
 
         root = Path(os.environ.get("SPINEAI_DATA", str(Path(__file__).resolve().parents[2].parent / "shared" / "data")))
         d = root / "ct" / name
@@ -98,8 +102,8 @@ def degrade_resolution(x: np.ndarray, spacing_mm) -> np.ndarray:
 
 
 def body_batch(cases, rng, cfg: BodyTrainConfig, size=TRAIN_CROP):
+    from SpineAILib.preprocessing.intensity import scale_hu
     from SpineAILib.vertebra_body.crop import CropRecord, click_channel
-    from SpineAILib.vertebrae.networks import scale_hu
 
     xs, ys = [], []
     for _ in range(cfg.batch):
@@ -145,17 +149,6 @@ def body_loss(logits, target, bce_weight: float = 1.0):
 def train(cfg: BodyTrainConfig, log=print) -> dict:
     import torch
 
-    from SpineAILib.networks import build_network
-    from SpineAILib.training import (
-        TrainingLog,
-        load_fp16_weights,
-        resume,
-        save_checkpoint,
-        save_config,
-        save_fp16_weights,
-        seed_everything,
-    )
-
     out = Path(cfg.output)
     (out / "cache").mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.json")
@@ -166,70 +159,26 @@ def train(cfg: BodyTrainConfig, log=print) -> dict:
     if real:
         n_real = sum(len(c["labels"]) for c in real)
         log(f"real CT with pseudo-label bodies: {', '.join(cfg.real_train)} ({n_real} bodies)")
-    seed_everything(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    net = build_network("spineai.BodySegmentation3D", **BODY_KWARGS)
-    if cfg.init:
-        load_fp16_weights(net, cfg.init)
-        log(f"initialised from {cfg.init}")
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(cfg.steps, 1), pct_start=0.1)
-    start = 0
-    ck = resume(out / "checkpoint.pt", net, opt, sched)
-    if ck:
-        start = ck["step"]
-        rng = np.random.default_rng(cfg.seed + 100 + start)
-        log(f"resumed at step {start}")
-    tlog = TrainingLog(out / "log.csv", ["step", "dice", "seconds"])
-    net.train()
-    running, t1 = [], time.time()
-    for step in range(start, cfg.steps):
-        x, y = body_batch(real if real and rng.random() < cfg.real_fraction else cases, rng, cfg)
-        logits = net(torch.as_tensor(x))
-        loss = body_loss(logits, torch.as_tensor(y), cfg.bce_weight)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        running.append(-float(soft_dice_loss(logits.detach(), torch.as_tensor(y))))
-        if (step + 1) % 25 == 0 or step + 1 == cfg.steps:
-            tlog.write(step=step + 1, dice=float(np.mean(running)), seconds=round(time.time() - t1, 1))
-            running = []
-        if (step + 1) % 100 == 0 or step + 1 == cfg.steps:
-            save_checkpoint(out / "checkpoint.pt", model=net.state_dict(), optimizer=opt.state_dict(),
-                            scheduler=sched.state_dict(), step=step + 1)
-    (out / "models").mkdir(exist_ok=True)
-    save_fp16_weights(net.state_dict(), out / "models" / "vertebral_body.pt")
-    summary = {"config": asdict(cfg), "steps": cfg.steps, "seconds": round(time.time() - t1, 1)}
+
+    def step(net, _, rng, device):
+        x, y = (torch.as_tensor(v).to(device) for v in
+                body_batch(real if real and rng.random() < cfg.real_fraction else cases, rng, cfg))
+        logits = net(x).float()
+        return body_loss(logits, y, cfg.bce_weight), {"dice": -float(soft_dice_loss(logits.detach(), y))}
+
+    spec = LoopSpec(output=cfg.output, steps=cfg.steps, torch_seed=cfg.seed, rng_seed=cfg.seed, device=cfg.device,
+                    threads=cfg.threads, init=cfg.init, log_fields=["step", "dice", "seconds"], log_every=25,
+                    checkpoint_every=100, final_weights="models/vertebral_body.pt")
+    result = run_training(spec, lambda: build_network("spineai.BodySegmentation3D", **BODY_KWARGS),
+                          lambda net: torch.optim.Adam(net.parameters(), lr=cfg.lr), step, one_cycle(cfg.lr), log=log)
+    summary = {"config": asdict(cfg), "steps": cfg.steps, "seconds": result.seconds, "device": str(result.device)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return summary
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="spineai train vertebral-body", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    d = BodyTrainConfig()
-    p.add_argument("--output", default=d.output)
-    p.add_argument("--phantoms", type=int, default=d.phantoms)
-    p.add_argument("--phantom-seed", type=int, default=d.phantom_seed)
-    p.add_argument("--steps", type=int, default=d.steps)
-    p.add_argument("--batch", type=int, default=d.batch)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--bce-weight", type=float, default=1.0, help="weight of the cross-entropy term (0: Dice only)")
-    p.add_argument("--real-train", default="", help="comma-separated $SPINEAI_DATA/ct samples with pseudo labels")
-    p.add_argument("--real-fraction", type=float, default=0.5)
-    p.add_argument("--init", default="", help="initial weights (.pt), e.g. to fine-tune")
-    a = p.parse_args(argv)
-    import torch
-
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    train(BodyTrainConfig(output=a.output, phantoms=a.phantoms, phantom_seed=a.phantom_seed, steps=a.steps,
-                          batch=a.batch, lr=a.lr, seed=a.seed, threads=a.threads, bce_weight=a.bce_weight,
-                          real_train=tuple(x for x in a.real_train.split(",") if x), real_fraction=a.real_fraction,
-                          init=a.init))
+    a = config_parser(BodyTrainConfig, "spineai train vertebral-body", __doc__).parse_args(argv)
+    train(config_from_args(BodyTrainConfig, a))
     return 0
 
 

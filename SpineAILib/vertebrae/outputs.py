@@ -1,5 +1,6 @@
 """Files of ``spineai vertebrae``: ``centroids.json`` (RAS), VerSe ``*_ctd.json``, Slicer
-``.mrk.json``, and the vertebra segments as NIfTI and ``.seg.nrrd``."""
+``.mrk.json``, the vertebra segments as NIfTI and ``.seg.nrrd``, and ``report.json``
+(numbering, warnings, seconds, models)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from SpineAILib import anatomy
-from SpineAILib.io import Image, write_image
+from SpineAILib.errors import InputError
+from SpineAILib.io import Image, read_image, write_image
+from SpineAILib.io.centroids import write_verse_centroids
 from SpineAILib.io.slicer_files import write_markups_json, write_seg_nrrd
-from SpineAILib.vertebrae.formats import write_verse_centroids
 from SpineAILib.vertebrae.predict import VertebraResult
 
 OUTPUT_FILES = ("centroids.json", "centroids_ctd.json", "centroids.mrk.json", "vertebrae.nii.gz", "vertebrae.seg.nrrd")
@@ -41,3 +43,16 @@ def write_outputs(result: VertebraResult, image: Image, output: str | os.PathLik
               "models": result.models, "files": sorted(paths)}
     (out / "report.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     return paths
+
+
+def read_outputs(folder: str | os.PathLike) -> VertebraResult:
+    """The result :func:`write_outputs` wrote: centroids and confidence from ``centroids.json``,
+    numbering, warnings, seconds and models from ``report.json``, the label map from
+    ``vertebrae.nii.gz``."""
+    d = Path(folder)
+    try:
+        entries = json.loads((d / "centroids.json").read_text(encoding="utf-8"))
+        report = json.loads((d / "report.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"Cannot read the vertebra labelling in {d}: {exc}") from None
+    return VertebraResult.from_dict({**report, "vertebrae": entries}, read_image(d / "vertebrae.nii.gz"))

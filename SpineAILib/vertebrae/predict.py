@@ -25,14 +25,22 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from SpineAILib import anatomy
+from SpineAILib.device import autocast
+from SpineAILib.inference.tiling import tile_predict
 from SpineAILib.io import Image, read_image
+from SpineAILib.io.centroids import centroids_json
+from SpineAILib.io.image import lps_to_ras
 from SpineAILib.preprocessing import check_image
+from SpineAILib.preprocessing.intensity import scale_hu
 from SpineAILib.progress import CancelToken, ProgressCallback, SubProgress, check_cancel
 
 TASK = "Vertebra labelling"
 DETECTION_MODEL = "vertebra_detection"
 IDENTIFICATION_MODEL = "vertebra_identification"
 BONE_HU = 150.0
+# Detection patches of McCouat & Glocker (z, y, x voxels) and the border discarded from each output.
+PATCH = (80, 64, 64)
+BORDER = (20, 16, 16)
 # "discs" fusion: an instance under the paper's 3000 mm^3 of votes is kept with at least this
 # many next to one that holds 3000. Its instances already lie between discs and hold bone, and
 # the paper's floor dropped C1 (no body; 1.9-2.4 ml detected) in 8 of 80 validation phantoms and
@@ -70,15 +78,25 @@ class VertebraResult:
         return [lab for lab in anatomy.ORDER if lab in self.centroids]
 
     def centroids_ras(self) -> dict[int, np.ndarray]:
-        from SpineAILib.io.image import lps_to_ras
-
         return {lab: lps_to_ras(np.asarray(p)) for lab, p in self.centroids.items()}
 
     def to_json(self) -> list[dict]:
         """``centroids.json`` entries: label (VerSe), name, position_ras_mm, confidence."""
-        from SpineAILib.vertebrae.formats import centroids_json
-
         return centroids_json(self.centroids, self.confidence)
+
+    def to_dict(self) -> dict:
+        """Plain data (the label map is not part of it): ``vertebrae`` as in ``centroids.json``
+        (RAS mm), numbering, warnings, seconds, models."""
+        return {"vertebrae": self.to_json(), "numbering": self.numbering, "warnings": list(self.warnings),
+                "seconds": dict(self.seconds), "models": list(self.models)}
+
+    @classmethod
+    def from_dict(cls, data: dict, labels: Image) -> VertebraResult:
+        """Rebuild from :meth:`to_dict` output and the label map (``vertebrae.nii.gz``)."""
+        entries = data["vertebrae"]
+        return cls({int(e["label"]): lps_to_ras(np.asarray(e["position_ras_mm"], float)) for e in entries},
+                   {int(e["label"]): float(e["confidence"]) for e in entries}, labels, list(data.get("warnings", [])),
+                   dict(data.get("seconds", {})), list(data.get("models", [])), data.get("numbering"))
 
 
 def get_models(device="cpu", models_dir=None):
@@ -103,40 +121,23 @@ def detect(hu: np.ndarray, net, device, batch: int = 4, progress: ProgressCallba
     """Vertebra probability (z, y, x) on the canonical grid.
 
     ``patch``/``border`` default to the paper's 80 x 64 x 64 patches with a 20/16/16 border
-    discarded (steps 40 x 32 x 32: every voxel computed 8 times over). Larger inference patches
-    with the same border (e.g. 160 x 128 x 128) compute the same network on more context at a
-    fraction of the cost; see docs/vertebrae.md for the measured trade-off."""
+    discarded (steps 40 x 32 x 32); the model card's larger inference patch (160 x 128 x 128,
+    same border) computes the same network on more context at a fraction of the cost. Patches
+    with nothing bone-like in them are not computed (probability 0)."""
     import torch
 
-    from SpineAILib.device import autocast
-    from SpineAILib.vertebrae.networks import scale_hu
-    from SpineAILib.vertebrae.tiling import BORDER, PATCH
-
-    PATCH = tuple(patch or PATCH)  # noqa: N806 - same names as the tiling module
-    BORDER = tuple(border or BORDER)  # noqa: N806
-
-    x = scale_hu(hu)
-    core = tuple(p - 2 * b for p, b in zip(PATCH, BORDER, strict=True))
-    n_tiles = [int(np.ceil(s / c)) for s, c in zip(x.shape, core, strict=True)]
-    padded = np.full([n * c + 2 * b for n, c, b in zip(n_tiles, core, BORDER, strict=True)], -1.0, np.float32)
-    padded[tuple(slice(b, b + s) for b, s in zip(BORDER, x.shape, strict=True))] = x
-    out = np.zeros([n * c for n, c in zip(n_tiles, core, strict=True)], np.float32)
+    patch = tuple(patch or PATCH)
+    border = tuple(border or BORDER)
+    core = tuple(p - 2 * b for p, b in zip(patch, border, strict=True))
     bone = scale_hu(BONE_HU)
-    starts = [np.array(pos) * core for pos in np.ndindex(*n_tiles)]
-    # Same tiling as tiling.tile_predict, batched, and skipping patches with nothing bone-like.
-    todo = [s for s in starts if padded[tuple(slice(a, a + p) for a, p in zip(s, PATCH, strict=True))].max() >= bone]
-    with torch.no_grad(), autocast(device):
-        for i in range(0, len(todo), batch):
-            check_cancel(cancel)
-            group = todo[i:i + batch]
-            xb = np.stack([padded[tuple(slice(a, a + p) for a, p in zip(s, PATCH, strict=True))] for s in group])
-            prob = torch.softmax(net(torch.as_tensor(xb)[:, None].to(device)).float(), 1)[:, 1].cpu().numpy()
-            for s, pr in zip(group, prob, strict=True):
-                centre = pr[tuple(slice(b, b + c) for b, c in zip(BORDER, core, strict=True))]
-                out[tuple(slice(a, a + c) for a, c in zip(s, core, strict=True))] = centre
-            if progress:
-                progress(min(1.0, (i + len(group)) / max(len(todo), 1)), "detecting vertebrae")
-    return out[tuple(slice(0, s) for s in x.shape)]
+
+    def predictor(xb: np.ndarray) -> np.ndarray:
+        with torch.no_grad(), autocast(device):
+            return torch.softmax(net(torch.as_tensor(xb)[:, None].to(device)).float(), 1)[:, 1].cpu().numpy()
+
+    return tile_predict(scale_hu(hu), predictor, core, border, pad_value=-1.0, batch=batch,
+                        skip=lambda x: x.max() < bone, progress=progress, cancel=cancel,
+                        message="detecting vertebrae")[0]
 
 
 def identify(hu: np.ndarray, mask: np.ndarray, net, device, batch: int = 8, n_slices: int = 8,
@@ -149,9 +150,6 @@ def identify(hu: np.ndarray, mask: np.ndarray, net, device, batch: int = 8, n_sl
     ``labels.index_offset``, the network's median per-scan offset on phantoms it was not trained
     on (:func:`SpineAILib.vertebrae.train.calibrate_identification`)."""
     import torch
-
-    from SpineAILib.device import autocast
-    from SpineAILib.vertebrae.networks import scale_hu
 
     nz, ny, nx = hu.shape
     out = np.zeros(hu.shape, np.float32)

@@ -29,17 +29,23 @@ the numbering of scans with no landmark in view.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from SpineAILib import anatomy
+from SpineAILib.device import resolve_device
+from SpineAILib.networks import build_network
+from SpineAILib.preprocessing.intensity import scale_hu
 from SpineAILib.preprocessing.patches import crop_with_fill
-from SpineAILib.vertebrae.networks import DETECTION_KWARGS, IDENTIFICATION_KWARGS, scale_hu
+from SpineAILib.training import load_fp16_weights, save_config
+from SpineAILib.training.config import config_from_args, config_parser, option
+from SpineAILib.training.loop import LoopSpec, one_cycle, run_training
+from SpineAILib.vertebrae.networks import DETECTION_KWARGS, IDENTIFICATION_KWARGS
+from SpineAILib.vertebrae.predict import identify
 
 DET_PATCH = (80, 64, 64)  # z, y, x
 ID_SAMPLE = (8, 80, 320)  # sagittal slices (x), AP (y), SI (z)
@@ -47,23 +53,25 @@ ID_SAMPLE = (8, 80, 320)  # sagittal slices (x), AP (y), SI (z)
 
 @dataclass
 class VertebraeTrainConfig:
-    output: str = "runs/vertebrae"
-    data: list[str] = field(default_factory=list)
-    phantoms: int = 120
-    phantom_seed: int = 1000  # phantom seeds phantom_seed .. phantom_seed + phantoms - 1
-    real_train: list[str] = field(default_factory=list)
-    spacing: float = 2.0
-    det_steps: int = 300
-    id_steps: int = 1500
-    det_scans_per_step: int = 1
-    id_batch: int = 12
-    lr: float = 1e-3
-    seed: int = 0
-    threads: int = 0
-    stage: str = "both"  # detection | identification | both
-    workers: int = 1
-    init: str = ""  # start from these weights (a model .pt of the stage), e.g. to train longer
-    calibration_phantoms: int = 0  # phantoms after the training seeds that measure the index offset
+    output: str = option("runs/vertebrae", "run folder (configs, cache, logs, checkpoints, models/)")
+    data: list[str] = option([], "VerSe-layout folder(s) (repeatable or comma-separated)")
+    phantoms: int = option(120, "number of random CT phantoms (seeds phantom_seed .. phantom_seed + phantoms - 1)")
+    phantom_seed: int = option(1000, "seed of the first phantom")
+    real_train: list[str] = option([], "names of $SPINEAI_DATA/ct samples to train on (comma-separated)")
+    spacing: float = option(2.0, "working resolution in mm (isotropic)")
+    det_steps: int = option(300, "detection optimizer steps")
+    id_steps: int = option(1500, "identification optimizer steps")
+    det_scans_per_step: int = option(1, "detection: scans per step (5 patches each)")
+    id_batch: int = option(12, "identification samples per step")
+    lr: float = option(1e-3, "Adam one-cycle maximum learning rate")
+    seed: int = option(0, "random seed")
+    device: str = option("auto", "auto, cpu, cuda, cuda:N or mps")
+    threads: int = option(0, "CPU threads (0: every core)")
+    stage: str = option("both", "what to run", choices=("detection", "identification", "both", "calibration"))
+    workers: int = option(1, "processes preparing phantoms")
+    init: str = option("", "initial weights (.pt of that stage), e.g. to continue training")
+    calibration_phantoms: int = option(0, "phantoms after the training seeds that measure the identification "
+                                          "offset (0: none)")
 
 
 def prepare_case(case, spacing: float) -> dict:
@@ -207,22 +215,19 @@ def calibrate_identification(cfg: VertebraeTrainConfig, log=print) -> dict:
     """The median per-scan offset of ``OUTPUT/models/vertebra_identification.pt`` on
     ``cfg.calibration_phantoms`` phantoms with the seeds after the training ones, applied as at
     inference (whole sagittal slices) on the voxels of the dense labels."""
-    from SpineAILib.networks import build_network
-    from SpineAILib.training import load_fp16_weights
-    from SpineAILib.vertebrae.predict import identify
-
     out = Path(cfg.output)
+    device = resolve_device(cfg.device)
     net = build_network("spineai.VertebraIdentification2D", **IDENTIFICATION_KWARGS)
     weights = out / "models" / "vertebra_identification.pt"
     load_fp16_weights(net, weights)
-    net.eval()
+    net = net.to(device).eval()
     (out / "cache").mkdir(parents=True, exist_ok=True)
     first = cfg.phantom_seed + cfg.phantoms
     offsets = {}
     for seed in range(first, first + cfg.calibration_phantoms):
         with np.load(_phantom_job((seed, cfg.spacing, str(out / "cache")))) as z:
             hu, dense = z["hu"].astype(np.float32), z["dense"]
-        off = scan_index_offset(identify(hu, dense > 0, net, "cpu"), dense)
+        off = scan_index_offset(identify(hu, dense > 0, net, device), dense)
         if off is not None:
             offsets[seed] = round(off, 4)
     if not offsets:
@@ -235,103 +240,41 @@ def calibrate_identification(cfg: VertebraeTrainConfig, log=print) -> dict:
 
 
 def train_stage(stage: str, cfg: VertebraeTrainConfig, cases, log=print) -> dict:
+    """Train the ``detection`` or ``identification`` network on the prepared ``cases``; writes
+    ``OUTPUT/models/vertebra_<stage>.pt``."""
     import torch
 
-    from SpineAILib.networks import build_network
-    from SpineAILib.training import (
-        TrainingLog,
-        load_fp16_weights,
-        resume,
-        save_checkpoint,
-        save_fp16_weights,
-        seed_everything,
-    )
-
-    out = Path(cfg.output)
-    seed_everything(cfg.seed + (0 if stage == "detection" else 1))
-    rng = np.random.default_rng(cfg.seed + (10 if stage == "detection" else 11))
-    if stage == "detection":
-        net = build_network("spineai.VertebraDetection3D", **DETECTION_KWARGS)
-        steps = cfg.det_steps
-    else:
-        net = build_network("spineai.VertebraIdentification2D", **IDENTIFICATION_KWARGS)
-        steps = cfg.id_steps
-    if cfg.init:
-        load_fp16_weights(net, cfg.init)
-        log(f"{stage}: initialised from {cfg.init}")
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(steps, 1), pct_start=0.1)
-    ckpt_path = out / f"{stage}_checkpoint.pt"
-    start = 0
-    ck = resume(ckpt_path, net, opt, sched)
-    if ck:
-        start = ck["step"]
-        rng = np.random.default_rng(cfg.seed + 100 + start)
-        log(f"{stage}: resumed at step {start}")
-    tlog = TrainingLog(out / f"{stage}_log.csv", ["step", "loss", "seconds"])
     weight = torch.tensor([0.1, 0.9])
-    net.train()
-    t0, running = time.time(), []
-    for step in range(start, steps):
-        if stage == "detection":
-            x, y = detection_batch(cases, rng, cfg.det_scans_per_step)
-            logits = net(torch.as_tensor(x))
-            loss = torch.nn.functional.cross_entropy(logits, torch.as_tensor(y), weight=weight)
-        else:
-            x, y = identification_batch(cases, rng, cfg.id_batch)
-            xt, yt = _elastic_2d(torch.as_tensor(x), torch.as_tensor(y), rng)
-            pred = net(xt)[:, 0]
-            mask = yt > 0
-            loss = (pred - yt).abs()[mask].mean() if mask.any() else pred.sum() * 0
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        running.append(float(loss.detach()))
-        if (step + 1) % 25 == 0 or step + 1 == steps:
-            tlog.write(step=step + 1, loss=float(np.mean(running)), seconds=round(time.time() - t0, 1))
-            running = []
-        if (step + 1) % 100 == 0 or step + 1 == steps:
-            save_checkpoint(ckpt_path, model=net.state_dict(), optimizer=opt.state_dict(),
-                            scheduler=sched.state_dict(), step=step + 1)
-    (out / "models").mkdir(parents=True, exist_ok=True)
-    save_fp16_weights(net.state_dict(), out / "models" / f"vertebra_{stage}.pt")
-    return {"steps": steps, "seconds": round(time.time() - t0, 1)}
+
+    def detection_step(net, _, rng, device):
+        x, y = (torch.as_tensor(v).to(device) for v in detection_batch(cases, rng, cfg.det_scans_per_step))
+        return torch.nn.functional.cross_entropy(net(x).float(), y, weight=weight.to(device)), {}
+
+    def identification_step(net, _, rng, device):
+        x, y = identification_batch(cases, rng, cfg.id_batch)
+        xt, yt = (t.to(device) for t in _elastic_2d(torch.as_tensor(x), torch.as_tensor(y), rng))
+        pred = net(xt).float()[:, 0]
+        mask = yt > 0
+        return ((pred - yt).abs()[mask].mean() if mask.any() else pred.sum() * 0), {}
+
+    if stage == "detection":
+        arch, kwargs, steps, step = "spineai.VertebraDetection3D", DETECTION_KWARGS, cfg.det_steps, detection_step
+    else:
+        arch, kwargs, steps, step = ("spineai.VertebraIdentification2D", IDENTIFICATION_KWARGS, cfg.id_steps,
+                                     identification_step)
+    k = 0 if stage == "detection" else 1
+    spec = LoopSpec(output=cfg.output, steps=steps, torch_seed=cfg.seed + k, rng_seed=cfg.seed + 10 + k,
+                    device=cfg.device, threads=cfg.threads, init=cfg.init, log_file=f"{stage}_log.csv",
+                    checkpoint=f"{stage}_checkpoint.pt", final_weights=f"models/vertebra_{stage}.pt")
+    result = run_training(spec, lambda: build_network(arch, **kwargs),
+                          lambda net: torch.optim.Adam(net.parameters(), lr=cfg.lr), step, one_cycle(cfg.lr),
+                          log=lambda m: log(f"{stage}: {m}"))
+    return {"steps": steps, "seconds": result.seconds, "device": str(result.device)}
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="spineai train vertebrae", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    d = VertebraeTrainConfig()
-    p.add_argument("--output", default=d.output)
-    p.add_argument("--data", action="append", default=[], help="VerSe-layout folder (repeatable)")
-    p.add_argument("--phantoms", type=int, default=d.phantoms, help="number of random CT phantoms")
-    p.add_argument("--phantom-seed", type=int, default=d.phantom_seed)
-    p.add_argument("--real-train", default="", help="comma-separated names of $SPINEAI_DATA/ct samples to train on")
-    p.add_argument("--spacing", type=float, default=d.spacing, help="working resolution in mm (isotropic)")
-    p.add_argument("--det-steps", type=int, default=d.det_steps)
-    p.add_argument("--id-steps", type=int, default=d.id_steps)
-    p.add_argument("--id-batch", type=int, default=d.id_batch)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch default)")
-    p.add_argument("--workers", type=int, default=1, help="processes preparing phantoms")
-    p.add_argument("--stage", choices=("detection", "identification", "both", "calibration"), default="both")
-    p.add_argument("--calibration-phantoms", type=int, default=d.calibration_phantoms,
-                   help="phantoms after the training seeds that measure the identification offset (0: none)")
-    p.add_argument("--init", default="", help="initial weights (.pt of that stage), e.g. to continue training")
-    a = p.parse_args(argv)
-    cfg = VertebraeTrainConfig(output=a.output, data=a.data, phantoms=a.phantoms, phantom_seed=a.phantom_seed,
-                               real_train=[s for s in a.real_train.split(",") if s], spacing=a.spacing,
-                               det_steps=a.det_steps, id_steps=a.id_steps, id_batch=a.id_batch, lr=a.lr, seed=a.seed,
-                               threads=a.threads, stage=a.stage, workers=a.workers, init=a.init,
-                               calibration_phantoms=a.calibration_phantoms)
-    import torch
-
-    from SpineAILib.training import save_config
-
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    cfg = config_from_args(VertebraeTrainConfig,
+                           config_parser(VertebraeTrainConfig, "spineai train vertebrae", __doc__).parse_args(argv))
     out = Path(cfg.output)
     if cfg.stage == "calibration":
         trained = out / "config_identification.json"

@@ -45,14 +45,14 @@ def roc_points(scores, labels) -> list[tuple[float, float, float]]:
 
 def evaluate_phantoms(n: int, seed0: int, device: str = "auto", models_dir=None, genant: bool = True,
                       log=print) -> dict:
-    from SpineAILib.fracture.predict import assess
-    from SpineAILib.fracture.train import fracture_phantom, phantom_losses
+    from SpineAILib.vertebra_body.fracture import assess_fractures
+    from SpineAILib.vertebra_body.train_fracture import fracture_phantom, phantom_losses
 
     rows, patients = [], []
     for i in range(n):
         ph = fracture_phantom(seed0 + i)
         losses = phantom_losses(ph)
-        res = assess(ph.image, ph.body_centers, device=device, models_dir=models_dir, genant=genant)
+        res = assess_fractures(ph.image, ph.body_centers, device=device, models_dir=models_dir, genant=genant)
         for v in res.vertebrae:
             rows.append({"case": seed0 + i, "label": v.label, "true_loss": round(losses[v.label], 4),
                          "fractured": bool(losses[v.label] >= 0.2), "probability": v.probability,

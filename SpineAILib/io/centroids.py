@@ -1,5 +1,5 @@
-"""Centroid files: VerSe ``*_ctd.json`` and SpineAI's ``centroids.json``, with exact conversion
-between voxel, LPS and RAS coordinates.
+"""Centroid files: VerSe ``*_ctd.json``, CSI 2014 ``.lml`` and SpineAI's ``centroids.json``, with
+exact conversion between voxel, LPS and RAS coordinates.
 
 VerSe JSON: the first entry gives the axis directions of the coordinates, e.g.
 ``{"direction": ["P", "I", "R"]}``, meaning X grows towards posterior, Y towards inferior and Z
@@ -111,8 +111,6 @@ def read_centroids_file(path: str | os.PathLike, reference: Image | None = None)
     (voxel units: needs ``reference``, the image it belongs to) or CSI ``.lml``."""
     p = Path(path)
     if p.suffix == ".lml":
-        from SpineAILib.vertebrae.data import read_lml
-
         if reference is None:
             raise InputError(f"{p.name}: .lml coordinates are relative to an image; give the CT as reference.")
         return read_lml(p, reference)
@@ -134,3 +132,46 @@ def read_centroids_file(path: str | os.PathLike, reference: Image | None = None)
         lab = int(e["label"]) if "label" in e else anatomy.vertebra_label(e["name"])
         out[lab] = lps_to_ras(np.asarray(e["position_ras_mm"], float))
     return out
+
+
+def read_lml(path: str | os.PathLike, reference: Image) -> dict[int, np.ndarray]:
+    """{VerSe label: LPS mm} from a CSI 2014 ``.lml`` file.
+
+    Format: one header line, then ``<id> <name>_center <x> <y> <z>`` per vertebra, the
+    coordinates in mm along the image's index axes measured from the centre of voxel (0, 0, 0)
+    (i.e. index * spacing), as the challenge tools and later work (e.g. SpineFinder) use them.
+    """
+    p = Path(path)
+    try:
+        lines = p.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise InputError(f"Cannot read {p}: {exc}") from None
+    ref = reference.as_3d()
+    out = {}
+    for line in lines[1:]:
+        parts = line.split()
+        if len(parts) < 5:
+            continue
+        name = parts[1].split("_")[0]
+        try:
+            lab = anatomy.vertebra_label(name)
+            mm = np.array([float(v) for v in parts[2:5]])
+        except (InputError, ValueError):
+            raise InputError(f"{p.name}: cannot parse line '{line.strip()}' (expected '<id> <name>_center x y z').") \
+                from None
+        out[lab] = ref.index_to_physical(mm / np.array(ref.spacing))
+    if not out:
+        raise InputError(f"{p.name} holds no vertebra centroids.")
+    return out
+
+
+def write_lml(path: str | os.PathLike, centroids_lps: dict[int, np.ndarray], reference: Image) -> Path:
+    """Write a CSI 2014 ``.lml`` file (inverse of :func:`read_lml`)."""
+    ref = reference.as_3d()
+    rows = ["# SpineAI centroids"]
+    for lab in [v for v in anatomy.ORDER if v in centroids_lps]:
+        mm = ref.physical_to_index(np.asarray(centroids_lps[lab], float)) * np.array(ref.spacing)
+        rows.append(f"{lab * 10}\t{anatomy.vertebra_name(lab)}_center\t{mm[0]:.3f}\t{mm[1]:.3f}\t{mm[2]:.3f}")
+    p = Path(path)
+    p.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return p

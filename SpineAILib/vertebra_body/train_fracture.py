@@ -13,7 +13,6 @@ or anywhere (1/3); flips and intensity noise; cross entropy; RMSprop, as in the 
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -21,21 +20,27 @@ from pathlib import Path
 
 import numpy as np
 
-from SpineAILib.fracture.data import SPACING, body_ellipsoids, pathway_inputs
+from SpineAILib.networks import build_network
+from SpineAILib.training import save_config
+from SpineAILib.training.config import config_from_args, config_parser, option
+from SpineAILib.training.loop import LoopSpec, run_training, step_decay
+from SpineAILib.vertebra_body import networks as _networks  # noqa: F401  (registers the architecture)
+from SpineAILib.vertebra_body.fracture_data import SPACING, body_ellipsoids, pathway_inputs
 
 OUT_BLOCK = 9
 
 
 @dataclass
 class FractureTrainConfig:
-    output: str = "runs/fracture"
-    phantoms: int = 40
-    phantom_seed: int = 3000
-    steps: int = 1500
-    batch: int = 24
-    lr: float = 5e-4
-    seed: int = 0
-    threads: int = 0
+    output: str = option("runs/fracture", "run folder (config, cache, log, checkpoint, models/)")
+    phantoms: int = option(40, "number of training phantoms")
+    phantom_seed: int = option(3000, "seed of the first phantom")
+    steps: int = option(1500, "optimizer steps")
+    batch: int = option(24, "output blocks per step")
+    lr: float = option(5e-4, "RMSprop learning rate (x0.3 at 60 %% and 85 %% of the steps)")
+    seed: int = option(0, "random seed")
+    device: str = option("auto", "auto, cpu, cuda, cuda:N or mps")
+    threads: int = option(0, "CPU threads (0: every core)")
 
 
 def fracture_phantom(seed: int, spacing=None):
@@ -59,7 +64,7 @@ def fracture_phantom(seed: int, spacing=None):
 
 def phantom_losses(ph) -> dict[int, float]:
     """Height loss per vertebra by the Genant rule applied to the phantom's exact heights."""
-    from SpineAILib.fracture.genant import genant
+    from SpineAILib.vertebra_body.genant import genant
 
     labs = sorted(ph.heights)
     out = {}
@@ -74,7 +79,7 @@ def _case_arrays(seed: int, cache: Path) -> dict:
     p = cache / f"fracture_{seed}.npz"
     if not p.is_file():
         from SpineAILib.preprocessing import resample_to_canonical
-        from SpineAILib.vertebrae.networks import scale_hu
+        from SpineAILib.preprocessing.intensity import scale_hu
 
         ph = fracture_phantom(seed)
         canon, _ = resample_to_canonical(ph.image, SPACING, "linear", default_value=-1000.0)
@@ -115,17 +120,6 @@ def fracture_batch(cases, rng, batch: int):
 def train(cfg: FractureTrainConfig, log=print) -> dict:
     import torch
 
-    from SpineAILib.fracture import network as _register  # noqa: F401
-    from SpineAILib.networks import build_network
-    from SpineAILib.training import (
-        TrainingLog,
-        resume,
-        save_checkpoint,
-        save_config,
-        save_fp16_weights,
-        seed_everything,
-    )
-
     out = Path(cfg.output)
     (out / "cache").mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.json")
@@ -133,59 +127,26 @@ def train(cfg: FractureTrainConfig, log=print) -> dict:
     cases = [_case_arrays(cfg.phantom_seed + i, out / "cache") for i in range(cfg.phantoms)]
     counts = np.sum([np.bincount(c["y"].ravel(), minlength=3) for c in cases], 0)
     log(f"{len(cases)} phantoms ready ({time.time() - t0:.0f} s); voxels per class {counts.tolist()}")
-    seed_everything(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    net = build_network("spineai.DualPathway3D")
-    opt = torch.optim.RMSprop(net.parameters(), lr=cfg.lr)
-    start = 0
-    ck = resume(out / "checkpoint.pt", net, opt)
-    if ck:
-        start = ck["step"]
-        rng = np.random.default_rng(cfg.seed + 100 + start)
-    tlog = TrainingLog(out / "log.csv", ["step", "loss", "seconds"])
-    net.train()
-    running, t1 = [], time.time()
-    for step in range(start, cfg.steps):
-        for g in opt.param_groups:  # step decay: x0.3 at 60 % and 85 % of the steps
-            g["lr"] = cfg.lr * (0.3 ** ((step >= 0.6 * cfg.steps) + (step >= 0.85 * cfg.steps)))
-        a, b, y = fracture_batch(cases, rng, cfg.batch)
-        loss = torch.nn.functional.cross_entropy(net(torch.as_tensor(a), torch.as_tensor(b)), torch.as_tensor(y))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        running.append(float(loss.detach()))
-        if (step + 1) % 50 == 0 or step + 1 == cfg.steps:
-            tlog.write(step=step + 1, loss=float(np.mean(running)), seconds=round(time.time() - t1, 1))
-            running = []
-        if (step + 1) % 250 == 0 or step + 1 == cfg.steps:
-            save_checkpoint(out / "checkpoint.pt", model=net.state_dict(), optimizer=opt.state_dict(), step=step + 1)
-    (out / "models").mkdir(exist_ok=True)
-    save_fp16_weights(net.state_dict(), out / "models" / "fracture_classifier.pt")
-    summary = {"config": asdict(cfg), "steps": cfg.steps, "seconds": round(time.time() - t1, 1),
-               "class_voxels": counts.tolist()}
+
+    def step(net, _, rng, device):
+        a, b, y = (torch.as_tensor(v).to(device) for v in fracture_batch(cases, rng, cfg.batch))
+        return torch.nn.functional.cross_entropy(net(a, b).float(), y), {}
+
+    spec = LoopSpec(output=cfg.output, steps=cfg.steps, torch_seed=cfg.seed, rng_seed=cfg.seed, device=cfg.device,
+                    threads=cfg.threads, log_every=50, checkpoint_every=250,
+                    final_weights="models/fracture_classifier.pt")
+    result = run_training(spec, lambda: build_network("spineai.DualPathway3D"),
+                          lambda net: torch.optim.RMSprop(net.parameters(), lr=cfg.lr), step,
+                          step_decay((0.6, 0.85), 0.3), log=log)
+    summary = {"config": asdict(cfg), "steps": cfg.steps, "seconds": result.seconds,
+               "device": str(result.device), "class_voxels": counts.tolist()}
     (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return summary
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="spineai train fracture", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    d = FractureTrainConfig()
-    p.add_argument("--output", default=d.output)
-    p.add_argument("--phantoms", type=int, default=d.phantoms)
-    p.add_argument("--phantom-seed", type=int, default=d.phantom_seed)
-    p.add_argument("--steps", type=int, default=d.steps)
-    p.add_argument("--batch", type=int, default=d.batch)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--threads", type=int, default=0)
-    a = p.parse_args(argv)
-    import torch
-
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    train(FractureTrainConfig(output=a.output, phantoms=a.phantoms, phantom_seed=a.phantom_seed, steps=a.steps,
-                              batch=a.batch, lr=a.lr, seed=a.seed, threads=a.threads))
+    a = config_parser(FractureTrainConfig, "spineai train fracture", __doc__).parse_args(argv)
+    train(config_from_args(FractureTrainConfig, a))
     return 0
 
 

@@ -1,8 +1,9 @@
 """Fracture assessment of every labelled vertebra of a CT: the voxel classifier's vertebra-level
 fracture probability (Nicolaes et al.) and the Genant grade from the segmented body's heights.
 
-``assess(image, centroids)`` takes centroids from vertebra labelling ({VerSe label: LPS mm});
-without them it runs :func:`SpineAILib.vertebrae.locate` first.
+``assess_fractures(image, centroids)`` takes centroids from vertebra labelling ({VerSe label:
+LPS mm}); the ``fracture`` task of :mod:`SpineAILib.tasks` runs vertebra labelling first when
+none are given.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import numpy as np
 
 from SpineAILib import anatomy
 from SpineAILib.io import Image, read_image
+from SpineAILib.io.image import lps_to_ras
 from SpineAILib.preprocessing import check_image
 from SpineAILib.progress import CancelToken, ProgressCallback, SubProgress, check_cancel
+from SpineAILib.vertebra_body.genant import GenantResult
 
 TASK = "Fracture assessment"
 MODEL_NAME = "fracture_classifier"
@@ -29,7 +32,7 @@ class VertebraFracture:
     label: int
     position_lps: np.ndarray
     probability: float  # voxel classifier, vertebra level (0..1)
-    genant: object | None = None  # fracture.genant.GenantResult from the body heights
+    genant: GenantResult | None = None  # from the body heights
     heights: dict[str, float] | None = None
     note: str = ""
 
@@ -46,8 +49,6 @@ class VertebraFracture:
         return "moderate" if self.probability >= FRACTURE_PROBABILITY_THRESHOLD else "normal"
 
     def to_dict(self) -> dict:
-        from SpineAILib.io.image import lps_to_ras
-
         g = self.genant
         return {"label": self.label, "name": self.name,
                 "position_ras_mm": [round(float(v), 3) for v in lps_to_ras(self.position_lps)],
@@ -57,6 +58,14 @@ class VertebraFracture:
                 "height_loss": None if g is None else round(g.height_loss, 4),
                 "heights_mm": None if self.heights is None else {k: round(v, 2) for k, v in self.heights.items()},
                 "status": self.status, "note": self.note}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> VertebraFracture:
+        """Rebuild from :meth:`to_dict` output (``status`` follows from the rest)."""
+        g = None if data["genant_grade"] is None else GenantResult(int(data["genant_grade"]), data["genant"],
+                                                                      data["deformity"], float(data["height_loss"]))
+        return cls(int(data["label"]), lps_to_ras(np.asarray(data["position_ras_mm"], float)),
+                   float(data["fracture_probability"]), g, data["heights_mm"], data["note"])
 
 
 @dataclass
@@ -72,10 +81,16 @@ class FractureResult:
                 "vertebrae": [v.to_dict() for v in self.vertebrae], "warnings": list(self.warnings),
                 "seconds": self.seconds}
 
+    @classmethod
+    def from_dict(cls, data: dict) -> FractureResult:
+        """Rebuild from :meth:`to_dict` output."""
+        return cls([VertebraFracture.from_dict(v) for v in data["vertebrae"]], bool(data["patient_fractured"]),
+                   list(data["fracture_components"]), list(data["warnings"]), dict(data.get("seconds", {})))
+
 
 def get_model(device="cpu", models_dir=None):
-    from SpineAILib.fracture import network as _register  # noqa: F401
     from SpineAILib.models import cached_model
+    from SpineAILib.vertebra_body import networks as _register  # noqa: F401
 
     return cached_model(MODEL_NAME, device, models_dir)
 
@@ -90,15 +105,17 @@ def column_box(reference: Image, centroids: dict[int, np.ndarray], margin_mm: fl
     return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
 
 
-def assess(image: Image | str | os.PathLike, centroids: dict[int, np.ndarray] | None = None, device: str = "auto",
-           models_dir=None, genant: bool = True, progress: ProgressCallback | None = None,
-           cancel: CancelToken | None = None) -> FractureResult:
+def assess_fractures(image: Image | str | os.PathLike, centroids: dict[int, np.ndarray], device: str = "auto",
+                     models_dir=None, genant: bool = True, progress: ProgressCallback | None = None,
+                     cancel: CancelToken | None = None) -> FractureResult:
     """Fracture probability (voxel classifier) and, with ``genant``, the Genant grade from the
-    segmented body's heights, for every vertebra in ``centroids`` (LPS mm)."""
+    segmented body's heights, for every vertebra in ``centroids`` ({VerSe label: LPS mm}).
+    Progress runs from 0.4 to 1 (the share before it is the labelling's when centroids are
+    found first)."""
     from SpineAILib.device import resolve_device
-    from SpineAILib.fracture.data import SPACING, aggregate_vertebra, patient_components, predict_dense
     from SpineAILib.preprocessing import resample_to_canonical
-    from SpineAILib.vertebrae.networks import scale_hu
+    from SpineAILib.preprocessing.intensity import scale_hu
+    from SpineAILib.vertebra_body.fracture_data import SPACING, aggregate_vertebra, patient_components, predict_dense
 
     t0 = time.perf_counter()
     if not isinstance(image, Image):
@@ -107,14 +124,6 @@ def assess(image: Image | str | os.PathLike, centroids: dict[int, np.ndarray] | 
     dev = resolve_device(device)
     warnings: list[str] = []
     seconds: dict[str, float] = {}
-    if centroids is None:
-        from SpineAILib.vertebrae import locate
-
-        loc = locate(img, device=device, models_dir=models_dir, progress=SubProgress(progress, 0.0, 0.4),
-                     cancel=cancel)
-        centroids = loc.centroids
-        warnings += loc.warnings
-        seconds["vertebra_labelling"] = loc.seconds.get("total", 0.0)
     centroids = {int(k): np.asarray(v, float) for k, v in centroids.items() if int(k) in anatomy.VERTEBRAE}
     if not centroids:
         warnings.append("No vertebrae to assess (no centroids given or found).")

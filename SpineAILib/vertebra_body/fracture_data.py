@@ -15,7 +15,10 @@ from __future__ import annotations
 import numpy as np
 
 from SpineAILib import anatomy
-from SpineAILib.progress import CancelToken, check_cancel
+from SpineAILib.device import autocast
+from SpineAILib.inference.tiling import tile_predict
+from SpineAILib.preprocessing.patches import crop_with_fill
+from SpineAILib.progress import CancelToken
 
 SPACING = 2.0  # mm, working resolution
 TILE = 45  # output voxels per tile side (a multiple of 3)
@@ -52,50 +55,43 @@ def body_ellipsoids(reference, centroids: dict[int, np.ndarray], losses: dict[in
 
 def pathway_inputs(vol: np.ndarray, centre_zyx, out_size: int, fill: float = -1.0):
     """(normal input of out_size + 16, low input of out_size / 3 + 16) around an output block
-    whose first voxel is ``centre_zyx - out_size // 2``."""
-    import torch
-    import torch.nn.functional as F
-
-    from SpineAILib.preprocessing.patches import crop_with_fill
-
-    vol = np.asarray(vol, np.float32)
+    whose first voxel is ``centre_zyx - out_size // 2`` (training samples; inference cuts the
+    same inputs from its tiles' patches)."""
     start = np.asarray(centre_zyx, int) - out_size // 2
-    normal = crop_with_fill(vol, start - MARGIN, (out_size + 2 * MARGIN,) * 3, fill)
-    low_size = out_size // 3 + 2 * MARGIN
-    big = crop_with_fill(vol, start - 3 * MARGIN, (3 * low_size,) * 3, fill)
-    low = F.avg_pool3d(torch.as_tensor(big)[None, None], 3)[0, 0].numpy()
-    return normal, low
+    big = crop_with_fill(np.asarray(vol, np.float32), start - 3 * MARGIN, (out_size + 6 * MARGIN,) * 3, fill)
+    normal, low = split_pathways(big[None])
+    return normal[0, 0], low[0, 0]
 
 
 def predict_dense(net, vol: np.ndarray, device, box: tuple[slice, slice, slice] | None = None, tile: int = TILE,
                   batch: int = 2, progress=None, cancel: CancelToken | None = None) -> np.ndarray:
-    """Class probabilities (3, z, y, x) over ``box`` of the (scaled) volume; zeros outside it."""
+    """Class probabilities (3, z, y, x) over ``box`` of the (scaled) volume; background 1
+    outside it. Each output tile's input patch carries the low pathway's context (3 x MARGIN on
+    every side), from which both pathways' inputs are cut (:func:`split_pathways`)."""
     import torch
 
-    from SpineAILib.device import autocast
+    def predictor(patches: np.ndarray) -> np.ndarray:
+        a, b = split_pathways(patches)
+        with torch.no_grad(), autocast(device):
+            return torch.softmax(net(torch.as_tensor(a).to(device), torch.as_tensor(b).to(device)).float(),
+                                 1).cpu().numpy()
 
-    box = box or tuple(slice(0, n) for n in vol.shape)
-    probs = np.zeros((3, *vol.shape), np.float32)
-    probs[0] = 1.0
-    lo = np.array([b.start for b in box])
-    hi = np.array([b.stop for b in box])
-    starts = [lo + np.array(t) * tile for t in np.ndindex(*[int(np.ceil((h - low) / tile)) for low, h in zip(lo, hi,
-                                                                                                     strict=True)])]
-    with torch.no_grad(), autocast(device):
-        for i in range(0, len(starts), batch):
-            check_cancel(cancel)
-            group = starts[i:i + batch]
-            ins = [pathway_inputs(vol, s + tile // 2, tile) for s in group]
-            a = torch.as_tensor(np.stack([x[0] for x in ins]))[:, None].to(device)
-            b = torch.as_tensor(np.stack([x[1] for x in ins]))[:, None].to(device)
-            p = torch.softmax(net(a, b).float(), 1).cpu().numpy()
-            for s, pr in zip(group, p, strict=True):
-                e = np.minimum(s + tile, hi)
-                n = e - s
-                probs[:, s[0]:e[0], s[1]:e[1], s[2]:e[2]] = pr[:, :n[0], :n[1], :n[2]]
-            if progress:
-                progress(min(1.0, (i + len(group)) / len(starts)), "fracture classifier")
-    return probs
+    return tile_predict(vol, predictor, (tile,) * 3, (3 * MARGIN,) * 3, n_out=3, pad_value=-1.0, box=box,
+                        batch=batch, fill=(1.0, 0.0, 0.0), progress=progress, cancel=cancel,
+                        message="fracture classifier")
+
+
+def split_pathways(patches: np.ndarray):
+    """The two pathways' inputs (N, 1, ...) of input patches (N, s, s, s) with 3 x MARGIN voxels of
+    context around an output tile of s - 6 x MARGIN: the normal pathway's tile + MARGIN on each
+    side, and the whole patch average-pooled by 3."""
+    import torch
+    import torch.nn.functional as F
+
+    x = np.asarray(patches, np.float32)[:, None]
+    normal = x[(slice(None), slice(None), *(slice(2 * MARGIN, -2 * MARGIN),) * 3)]
+    low = np.stack([F.avg_pool3d(torch.as_tensor(p)[None], 3)[0].numpy() for p in x])
+    return np.ascontiguousarray(normal), low
 
 
 def aggregate_vertebra(probs: np.ndarray, reference, centroid_lps, half_mm: float = 14.0,
