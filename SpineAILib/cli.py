@@ -18,6 +18,8 @@ import sys
 from collections.abc import Callable, Sequence
 
 from SpineAILib import __version__
+from SpineAILib.demo import run_demo
+from SpineAILib.device import parse_device
 from SpineAILib.errors import (  # noqa: F401  (the exit codes are part of this module's interface)
     EXIT_CANCELLED,
     EXIT_DEPENDENCY,
@@ -29,6 +31,8 @@ from SpineAILib.errors import (  # noqa: F401  (the exit codes are part of this 
     InputError,
     ModelError,
 )
+from SpineAILib.info import info
+from SpineAILib.progress import format_machine_progress
 from SpineAILib.tasks import TASKS, get_task, with_entry
 
 
@@ -41,8 +45,6 @@ class Progress:
 
     def __call__(self, fraction: float, message: str = "") -> None:
         if self.mode == "machine":
-            from SpineAILib.progress import format_machine_progress
-
             print(format_machine_progress(fraction, message), flush=True)
         elif self.mode == "bar":
             if self._bar is None:
@@ -70,9 +72,6 @@ def _common(p: argparse.ArgumentParser, output_default: str | None = None) -> No
 
 
 def _cmd_demo(args: argparse.Namespace, progress: Progress) -> int:
-    from SpineAILib.demo import run_demo
-    from SpineAILib.device import parse_device
-
     parse_device(args.device)
     report = run_demo(args.output, device=args.device, seed=args.seed, progress=progress)
     progress.close()
@@ -84,9 +83,6 @@ def _cmd_demo(args: argparse.Namespace, progress: Progress) -> int:
 
 
 def _cmd_info(args: argparse.Namespace, progress: Progress) -> int:
-    from SpineAILib.device import parse_device
-    from SpineAILib.info import info
-
     parse_device(args.device)
     data = info(args.device)
     if args.json:

@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 import SpineAILib
+from SpineAILib.device import describe_device, resolve_device
 from SpineAILib.models import default_models_dir, list_models
 from SpineAILib.tasks import available_tasks
 
@@ -35,8 +36,6 @@ def missing_packages(required: tuple[str, ...] = ("torch", "monai")) -> list[str
 
 def device_summary(device: str = "auto") -> str:
     try:
-        from SpineAILib.device import describe_device, resolve_device
-
         return describe_device(resolve_device(device))
     except ImportError:
         return "unknown (torch not installed)"

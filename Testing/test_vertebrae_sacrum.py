@@ -193,7 +193,7 @@ def test_body_band_samples_in_front_of_the_line():
 
 @pytest.mark.parametrize("name", ["totalseg_example"])
 def test_real_abdominal_ct_numbered_from_the_sacrum(data_dir, name):
-    """The phantom-trained networks read this CT's L1-S1 as T6-T8 (docs/ct_tasks.md); the
+    """The phantom-trained networks read this CT's L1-S1 as T6-T8 (docs/history/ct_tasks.md); the
     pelvis anchor numbers it (developed on this case: a regression test, not an evaluation)."""
     from SpineAILib.vertebrae.data import shared_ct_cases
     from SpineAILib.vertebrae.evaluate import match

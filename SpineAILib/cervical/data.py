@@ -18,7 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from SpineAILib.errors import InputError
+from SpineAILib.io import read_image
+from SpineAILib.phantoms import CervicalPhantomConfig, lateral_cervical_phantom
 from SpineAILib.preprocessing import CanvasRecord, fit_to_canvas
+from SpineAILib.preprocessing.canvas import _resample_2d
 
 SIZE = 100
 
@@ -53,8 +56,6 @@ def region_target(mask: np.ndarray, record: CanvasRecord) -> np.ndarray:
 
 
 def _resize_mask(mask: np.ndarray, record: CanvasRecord) -> np.ndarray:
-    from SpineAILib.preprocessing.canvas import _resample_2d
-
     frac = _resample_2d(mask.astype(np.float32), record.canvas_shape, record.scale, record.shift, "linear", 0.0)
     return frac >= 0.5
 
@@ -70,7 +71,6 @@ class Sample:
 
 def phantom_samples(n: int, seed: int = 0, size: int = 512, keep_masks: bool = False) -> list[Sample]:
     """``n`` varied lateral cervical phantoms (seeds seed .. seed+n-1)."""
-    from SpineAILib.phantoms import CervicalPhantomConfig, lateral_cervical_phantom
 
     out = []
     for k in range(n):
@@ -83,7 +83,6 @@ def phantom_samples(n: int, seed: int = 0, size: int = 512, keep_masks: bool = F
 
 def folder_samples(root: str | Path, keep_masks: bool = True) -> list[Sample]:
     """Samples from a folder of real radiographs with C3-C7 masks (layout in the module doc)."""
-    from SpineAILib.io import read_image
 
     root = Path(root)
     if not (root / "images").is_dir() or not (root / "masks").is_dir():

@@ -12,13 +12,12 @@ import json
 import numpy as np
 
 from SpineAILib.cervical.data import folder_samples, phantom_samples
+from SpineAILib.cervical.predict import MODEL_NAME, get_model
 from SpineAILib.cervical.train import evaluate_samples, predict_maps
+from SpineAILib.device import resolve_device
 
 
 def evaluate(data: str = "", n: int = 60, model: str = "", device: str = "cpu", seed: int = 100_000) -> dict:
-    from SpineAILib.cervical.predict import MODEL_NAME, get_model
-    from SpineAILib.device import resolve_device
-
     dev = resolve_device(device)
     net, card = get_model(dev, name=model or MODEL_NAME)
     samples = folder_samples(data) if data else phantom_samples(n, seed=seed, keep_masks=True)

@@ -15,6 +15,7 @@ chose the widths (below) so that each count lands within 1 % of the paper's
 
 from __future__ import annotations
 
+from SpineAILib.errors import InputError
 from SpineAILib.networks import register_architecture
 
 PAPER_PARAMS = {"FCN": 1_199_042, "DeConvNet": 4_104_194, "UNet": 6_003_842}
@@ -97,8 +98,6 @@ def build(name: str, widths: tuple[int, int, int] | None = None):
 
     classes = {"FCN": FCN, "DeConvNet": DeConvNet, "UNet": UNet}
     if name not in classes:
-        from SpineAILib.errors import InputError
-
         raise InputError(f"Unknown cervical network '{name}'; expected one of {', '.join(classes)}.")
     return classes[name]()
 

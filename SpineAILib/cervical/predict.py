@@ -7,8 +7,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from SpineAILib.cervical import networks as _networks  # noqa: F401  (registers the architectures)
 from SpineAILib.cervical.data import to_canvas
+from SpineAILib.device import resolve_device
 from SpineAILib.io import Image, read_image
+from SpineAILib.models import cached_model
 from SpineAILib.preprocessing import check_image, map_from_canvas
 
 MODEL_NAME = "cervical_fcn_r"
@@ -89,8 +92,6 @@ def _for_inference(net):
 
 def get_model(device="cpu", name: str = MODEL_NAME, models_dir=None):
     """Load (once per process) the verified localisation model, prepared for inference."""
-    from SpineAILib.cervical import networks as _register  # noqa: F401
-    from SpineAILib.models import cached_model
 
     return cached_model(name, device, models_dir, prepare=_for_inference)
 
@@ -104,8 +105,6 @@ def localize(image: Image | str | os.PathLike, device: str = "auto", models_dir=
     no cervical spine in the image), ``found`` is False and ``warnings`` says so.
     """
     import torch
-
-    from SpineAILib.device import resolve_device
 
     if not isinstance(image, Image):
         image = read_image(image)

@@ -23,6 +23,7 @@ from SpineAILib.cervical.data import Sample, folder_samples, phantom_samples
 from SpineAILib.cervical.losses import localisation_loss
 from SpineAILib.cervical.networks import build, count_parameters
 from SpineAILib.metrics import binary_metrics, n_regions, summarize
+from SpineAILib.preprocessing import map_from_canvas
 from SpineAILib.training import save_config
 from SpineAILib.training.config import config_from_args, config_parser, option
 from SpineAILib.training.loop import LoopSpec, run_training
@@ -78,8 +79,6 @@ def predict_maps(net, canvases: np.ndarray, device, batch: int = 20) -> np.ndarr
 
 
 def evaluate_samples(probs: np.ndarray, samples: list[Sample]) -> dict:
-    from SpineAILib.preprocessing import map_from_canvas
-
     rows = []
     for p, s in zip(probs, samples, strict=True):
         pred = p > 0.5

@@ -15,6 +15,7 @@ import json
 import shutil
 from pathlib import Path
 
+from SpineAILib.cobb.evaluate import evaluate
 from SpineAILib.cobb.predict import MODEL_NAME
 from SpineAILib.models import ModelCard, default_models_dir, write_card
 from SpineAILib.training import git_commit
@@ -61,8 +62,6 @@ def export(run: str, data: str, models_dir: str | None = None, name: str = MODEL
     )
     write_card(card, out)
     if data:
-        from SpineAILib.cobb.evaluate import evaluate
-
         report = evaluate(data, "val", models_dir=str(out), device="cpu")
         card = json.loads((out / f"{name}.json").read_text(encoding="utf-8"))
         card["metrics"] = {"validation_split": report}

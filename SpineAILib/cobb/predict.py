@@ -9,11 +9,15 @@ from pathlib import Path
 import numpy as np
 
 from SpineAILib import anatomy
+from SpineAILib.cobb import model as _model  # noqa: F401  (registers the architecture)
 from SpineAILib.cobb.angles import CobbAngles, cobb_angles
 from SpineAILib.cobb.model import decode
 from SpineAILib.cobb.preprocess import to_canvas
+from SpineAILib.device import autocast, resolve_device
 from SpineAILib.errors import InputError
+from SpineAILib.inference import predict_batches
 from SpineAILib.io import Image, read_image
+from SpineAILib.models import cached_model
 from SpineAILib.preprocessing import check_image
 from SpineAILib.progress import CancelToken, ProgressCallback, check_cancel
 
@@ -83,8 +87,6 @@ class CobbResult:
 
 def get_model(device="cpu", name: str = MODEL_NAME, models_dir: str | os.PathLike | None = None):
     """Load (once per process) the verified landmark model."""
-    from SpineAILib.cobb import model as _register  # noqa: F401  (registers the architecture)
-    from SpineAILib.models import cached_model
 
     return cached_model(name, device, models_dir)
 
@@ -154,8 +156,6 @@ def predict_landmarks(net, x, flip_tta: bool = True):
 def _forward(canvases: list[np.ndarray], device, models_dir) -> tuple[np.ndarray, np.ndarray, str]:
     import torch
 
-    from SpineAILib.device import autocast
-
     net, card = get_model(device, models_dir=models_dir)
     x = torch.as_tensor(np.stack(canvases))[:, None].to(device)
     with autocast(device):
@@ -181,7 +181,6 @@ def estimate(
     Raises:
         InputError: not a 2D image, empty/constant/NaN image, unreadable file.
     """
-    from SpineAILib.device import resolve_device
 
     dev = resolve_device(device)
     if progress:
@@ -211,8 +210,6 @@ def estimate_batch(
     Returns one entry per input, in order: a CobbResult, or the InputError that the input
     raised (so one unreadable file does not stop a batch).
     """
-    from SpineAILib.device import resolve_device
-    from SpineAILib.inference import predict_batches
 
     dev = resolve_device(device)
 

@@ -23,6 +23,7 @@ from SpineAILib.cobb.data import corner_order_problems, load_aasce, split_cases
 from SpineAILib.cobb.model import N_OUT, STRIDE, build_landmark_net, decode
 from SpineAILib.cobb.preprocess import CANVAS, to_canvas
 from SpineAILib.device import autocast, describe_device
+from SpineAILib.io import read_image
 from SpineAILib.training import save_config
 from SpineAILib.training.config import config_from_args, config_parser, option
 from SpineAILib.training.loop import LoopSpec, one_cycle, run_training
@@ -72,7 +73,6 @@ def make_split(cases, path: Path, seed: int, val_fraction: float) -> dict:
 
 def build_cache(cases, canvas, cache_file: Path) -> dict:
     """Canvas images (float16) and canvas landmarks for every case, cached on disk."""
-    from SpineAILib.io import read_image
 
     if cache_file.is_file():
         z = np.load(cache_file, allow_pickle=False)
@@ -187,7 +187,6 @@ def loss_fn(out, heat, reg, mask):
 def predict_canvas(net, images, device, batch_size: int = 16):
     """Landmarks (N, 68, 2) in canvas pixels and peak scores (N, 17)."""
     import torch
-
 
     lms, scores = [], []
     net.eval()

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from SpineAILib.errors import ModelError
+from SpineAILib.networks import build_network
 
 CARD_FIELDS_REQUIRED = ("name", "task", "architecture", "weights", "sha256")
 
@@ -147,8 +148,6 @@ def load_model(name: str | os.PathLike, device: Any = "cpu", models_dir: str | o
     Returns (module, card).
     """
     import torch
-
-    from SpineAILib.networks import build_network
 
     card = load_card(name, models_dir)
     weights = verify_weights(card)

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from SpineAILib.models.registry import read_state_dict
+
 
 def seed_everything(seed: int) -> None:
     import torch
@@ -64,7 +66,6 @@ def load_fp16_weights(net, path: str | Path):
     """Load weights saved by :func:`save_fp16_weights` (or any state dict file) into ``net`` as
     fp32, on the CPU (``--init`` of the training scripts, calibration, the export's check), read
     as :func:`SpineAILib.models.load_model` reads shipped weights. Returns ``net``."""
-    from SpineAILib.models.registry import read_state_dict
 
     net.load_state_dict(read_state_dict(path))
     return net

@@ -15,6 +15,7 @@ import numpy as np
 
 from SpineAILib.errors import InputError
 from SpineAILib.io.image import Image, point_inside
+from SpineAILib.preprocessing.resample import _sitk_interp
 
 CROP_SIZE_XYZ = (128, 128, 64)  # voxels at CROP_SPACING: x (right-left), y (AP), z (SI)
 CROP_SPACING = 1.0
@@ -37,8 +38,6 @@ def crop_around(image: Image, point_lps, size_xyz=CROP_SIZE_XYZ, spacing: float 
     """The box of ``size_xyz`` voxels of ``spacing`` mm centred on ``point_lps`` (LPS mm).
     Voxel ``size // 2`` (x, y, z) lies exactly on the point."""
     import SimpleITK as sitk
-
-    from SpineAILib.preprocessing.resample import _sitk_interp
 
     img = image.as_3d()
     p = np.asarray(point_lps, float).reshape(3)
@@ -69,8 +68,6 @@ def paste_back(crop_values: np.ndarray, record: CropRecord, reference: Image,
     512 x 512 x 400 CT touches about 1 % of it). With ``return_box`` returns (values of that
     box, its array slices (z, y, x)) instead of the whole grid."""
     import SimpleITK as sitk
-
-    from SpineAILib.preprocessing.resample import _sitk_interp
 
     ref = reference.as_3d()
     size = np.array(record.size_xyz)

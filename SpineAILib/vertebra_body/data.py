@@ -12,6 +12,9 @@ import numpy as np
 
 from SpineAILib import anatomy
 from SpineAILib.io import Image, read_image
+from SpineAILib.phantoms.ct_spine import DEFORMITIES, CTPhantomConfig, ct_spine_phantom
+from SpineAILib.postprocessing import centers_of_mass
+from SpineAILib.preprocessing import resample_to_canonical
 
 LEVELS = [anatomy.VERTEBRAE[i] for i in range(8, 25)]  # T1..L5
 
@@ -20,7 +23,6 @@ def random_body_config(rng: np.random.Generator, spacing=(1.0, 1.0, 1.0)):
     """A phantom of 4-6 vertebrae between T1 and L5 with random body sizes, deformities and
     metastases: each vertebra has a 30 % chance of a height loss (wedge/biconcave/crush, 10-50 %)
     and a 25 % chance of a lytic or blastic lesion (radius 3-9 mm)."""
-    from SpineAILib.phantoms.ct_spine import DEFORMITIES, CTPhantomConfig
 
     n = int(rng.integers(4, 7))
     first = int(rng.integers(0, len(LEVELS) - n + 1))
@@ -51,8 +53,6 @@ class BodyCase:
 def phantom_body_case(seed: int, spacing=(1.0, 1.0, 1.0), direction=None) -> BodyCase:
     from dataclasses import replace
 
-    from SpineAILib.phantoms.ct_spine import ct_spine_phantom
-
     cfg = random_body_config(np.random.default_rng(seed), spacing)
     if direction is not None:
         cfg = replace(cfg, direction=np.asarray(direction, float))
@@ -64,7 +64,6 @@ def phantom_body_case(seed: int, spacing=(1.0, 1.0, 1.0), direction=None) -> Bod
 def real_body_cases(data_root: str | os.PathLike) -> list[BodyCase]:
     """Real crops with expert masks: TPTBox (L2-L4; corpus subregions 49+50 of each vertebra) and
     spineFE L2 (the body labels of its segmentation). Click = centre of mass of each body."""
-    from SpineAILib.postprocessing import centers_of_mass
 
     ct = Path(data_root) / "ct"
     cases = []
@@ -100,7 +99,6 @@ def pseudo_body_arrays(image: Image, vertebra_mask: Image, mapping: dict[int, in
     pseudo labels): on a 1 mm canonical grid around the column, each vertebra's anterior
     ``anterior_fraction`` of its AP extent as a (crude) body mask. Vertebrae cut by the field of
     view are left out. Returns the dict the training script caches (hu, bodies, labels, centers_zyx)."""
-    from SpineAILib.preprocessing import resample_to_canonical
 
     lab = vertebra_mask.as_3d().array
     if mapping:

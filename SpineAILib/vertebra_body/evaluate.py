@@ -21,13 +21,17 @@ from pathlib import Path
 
 import numpy as np
 
+from SpineAILib.errors import InputError
+from SpineAILib.metrics import concurrency, dice
+from SpineAILib.vertebra_body.data import phantom_body_case, real_body_cases
+from SpineAILib.vertebra_body.genant import genant
+from SpineAILib.vertebra_body.predict import grade_results, segment
+
 CONDITIONS = ("none", "translated", "resampled", "both")
 TRANSLATE_MM = np.array([8.0, 8.0, 5.0])
 
 
 def _condition_case(seed: int, condition: str):
-    from SpineAILib.vertebra_body.data import phantom_body_case
-
     rng = np.random.default_rng(seed + 7919)
     spacing = (1.0, 1.0, 1.0)
     if condition in ("resampled", "both"):
@@ -36,9 +40,6 @@ def _condition_case(seed: int, condition: str):
 
 
 def evaluate_conditions(n_phantoms: int, seed0: int, device: str = "auto", models_dir=None, log=print) -> dict:
-    from SpineAILib.metrics import concurrency, dice
-    from SpineAILib.vertebra_body.predict import segment
-
     out = {}
     for cond in CONDITIONS:
         rows = []
@@ -68,11 +69,6 @@ def evaluate_conditions(n_phantoms: int, seed0: int, device: str = "auto", model
 
 
 def evaluate_genant(n_phantoms: int, seed0: int, device: str = "auto", models_dir=None, log=print) -> dict:
-    from SpineAILib.errors import InputError
-    from SpineAILib.vertebra_body.data import phantom_body_case
-    from SpineAILib.vertebra_body.genant import genant
-    from SpineAILib.vertebra_body.predict import grade_results, segment
-
     rows = []
     for i in range(n_phantoms):
         case = phantom_body_case(seed0 + i)
@@ -119,10 +115,6 @@ def evaluate_genant(n_phantoms: int, seed0: int, device: str = "auto", models_di
 
 
 def evaluate_real(data_root, device: str = "auto", models_dir=None, log=print) -> list[dict]:
-    from SpineAILib.metrics import concurrency, dice
-    from SpineAILib.vertebra_body.data import real_body_cases
-    from SpineAILib.vertebra_body.predict import segment
-
     rows = []
     for case in real_body_cases(data_root):
         for lab, centre in sorted(case.centers.items()):

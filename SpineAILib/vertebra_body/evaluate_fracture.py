@@ -17,6 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from SpineAILib.vertebra_body.fracture import assess_fractures
+from SpineAILib.vertebra_body.train_fracture import fracture_phantom, phantom_losses
+
 
 def roc_auc(scores, labels) -> float:
     """Area under the ROC curve by the rank statistic (ties count half); nan without both classes."""
@@ -45,8 +48,6 @@ def roc_points(scores, labels) -> list[tuple[float, float, float]]:
 
 def evaluate_phantoms(n: int, seed0: int, device: str = "auto", models_dir=None, genant: bool = True,
                       log=print) -> dict:
-    from SpineAILib.vertebra_body.fracture import assess_fractures
-    from SpineAILib.vertebra_body.train_fracture import fracture_phantom, phantom_losses
 
     rows, patients = [], []
     for i in range(n):

@@ -15,11 +15,18 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from SpineAILib import anatomy
+from SpineAILib.device import resolve_device
+from SpineAILib.errors import InputError
 from SpineAILib.io import Image, read_image
 from SpineAILib.io.image import lps_to_ras
-from SpineAILib.preprocessing import check_image
+from SpineAILib.models import cached_model
+from SpineAILib.preprocessing import check_image, resample_to_canonical
+from SpineAILib.preprocessing.intensity import scale_hu
 from SpineAILib.progress import CancelToken, ProgressCallback, SubProgress, check_cancel
+from SpineAILib.vertebra_body import networks as _networks  # noqa: F401  (registers the architectures)
+from SpineAILib.vertebra_body.fracture_data import SPACING, aggregate_vertebra, patient_components, predict_dense
 from SpineAILib.vertebra_body.genant import GenantResult
+from SpineAILib.vertebra_body.predict import grade_along_column, segment
 
 TASK = "Fracture assessment"
 MODEL_NAME = "fracture_classifier"
@@ -89,9 +96,6 @@ class FractureResult:
 
 
 def get_model(device="cpu", models_dir=None):
-    from SpineAILib.models import cached_model
-    from SpineAILib.vertebra_body import networks as _register  # noqa: F401
-
     return cached_model(MODEL_NAME, device, models_dir)
 
 
@@ -112,10 +116,6 @@ def assess_fractures(image: Image | str | os.PathLike, centroids: dict[int, np.n
     segmented body's heights, for every vertebra in ``centroids`` ({VerSe label: LPS mm}).
     Progress runs from 0.4 to 1 (the share before it is the labelling's when centroids are
     found first)."""
-    from SpineAILib.device import resolve_device
-    from SpineAILib.preprocessing import resample_to_canonical
-    from SpineAILib.preprocessing.intensity import scale_hu
-    from SpineAILib.vertebra_body.fracture_data import SPACING, aggregate_vertebra, patient_components, predict_dense
 
     t0 = time.perf_counter()
     if not isinstance(image, Image):
@@ -140,9 +140,6 @@ def assess_fractures(image: Image | str | os.PathLike, centroids: dict[int, np.n
     for lab in [v for v in anatomy.ORDER if v in centroids]:
         out.append(VertebraFracture(lab, centroids[lab], aggregate_vertebra(probs, canon, centroids[lab])))
     if genant:
-        from SpineAILib.errors import InputError
-        from SpineAILib.vertebra_body.predict import grade_along_column, segment
-
         t = time.perf_counter()
         confirmed = [False] * len(out)  # heights the CT confirms: segment() graded the body
         for k, v in enumerate(out):

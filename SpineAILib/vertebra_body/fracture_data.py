@@ -17,8 +17,10 @@ import numpy as np
 from SpineAILib import anatomy
 from SpineAILib.device import autocast
 from SpineAILib.inference.tiling import tile_predict
+from SpineAILib.phantoms.ct_spine import vertebra_dimensions
 from SpineAILib.preprocessing.patches import crop_with_fill
 from SpineAILib.progress import CancelToken
+from SpineAILib.vertebra_body.predict import si_axis_from
 
 SPACING = 2.0  # mm, working resolution
 TILE = 45  # output voxels per tile side (a multiple of 3)
@@ -29,8 +31,6 @@ def body_ellipsoids(reference, centroids: dict[int, np.ndarray], losses: dict[in
                     fracture_threshold: float = 0.20) -> np.ndarray:
     """Class map (uint8, z y x) on ``reference``'s grid: 1 inside a normal body's ellipsoid, 2
     inside a fractured one (loss >= threshold), 0 elsewhere."""
-    from SpineAILib.phantoms.ct_spine import vertebra_dimensions
-    from SpineAILib.vertebra_body.predict import si_axis_from
 
     ref = reference.as_3d()
     out = np.zeros(ref.array.shape, np.uint8)

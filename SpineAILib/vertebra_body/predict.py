@@ -17,26 +17,29 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from SpineAILib import anatomy
+from SpineAILib.device import autocast, resolve_device
 from SpineAILib.errors import InputError
 from SpineAILib.io import Image, read_image
 from SpineAILib.io.image import lps_to_ras
+from SpineAILib.models import cached_model
 from SpineAILib.preprocessing import check_image
+from SpineAILib.preprocessing.intensity import scale_hu
+from SpineAILib.vertebra_body import networks as _networks  # noqa: F401  (registers the architectures)
+from SpineAILib.vertebra_body.crop import click_channel, crop_around, paste_back
 from SpineAILib.vertebra_body.genant import GenantResult, genant
+from SpineAILib.vertebra_body.measure import measure_heights
 
 TASK = "Vertebral body segmentation"
 MODEL_NAME = "vertebral_body"
 NAME_RADIUS_MM = 20.0  # a labelled centroid this close to the click names the body
-MIN_EDGES_FOR_GRADE = 4  # of the 6 height ends; phantom bodies: 5-6 (4 % have 5), the failing real L2: 0
+MIN_EDGES_FOR_GRADE = 4  # of the 6 height ends: whole bodies confirm 5-6, partial segments fewer
 # A click's heights are measured on its 1 mm crop, resampled linearly from the CT: that, and the
 # CT's own blur, put the steepest fall of an endplate outside the bone's end (the bright cortical
-# plate's rising edge tilts it outward). Median per edge-found end on 48 validation phantoms
-# (seeds 6700-6747): +0.125 mm. Taken off each such end, the height error on fresh validation
-# phantoms (6800-6895; 95 of them, one stopped the run: a body not found) fell from +0.22 mm
-# signed / 0.31 mm absolute to -0.03 / 0.21 mm, Genant grades alike (80 of 90 fractured
-# bodies). The same 0.125 mm helps at other CT spacings (20 validation phantoms each): at
-# 1.2 x 1.2 x 1.5 mm |error| 0.53 -> 0.49 mm, at 0.7 x 0.7 x 0.8 mm 0.38 -> 0.25 mm. On an exact
-# mask measured on the CT's own finer grid there is no such bias (-0.1 mm), so measure_heights
-# leaves the ends as found by default. Real CT (other blur, plate thickness): unchecked.
+# plate's rising edge tilts it outward). Each end found on an edge is moved inwards by the median
+# of that outward bias on validation phantoms (how it was decided, and its effect at other
+# spacings: docs/history/ct_tasks.md). An exact mask measured on the CT's own finer grid has no
+# such bias, so measure_heights leaves the ends as found by default. Real CT (other blur, plate
+# thickness) is unchecked.
 EDGE_BIAS_MM = 0.125
 
 
@@ -82,9 +85,6 @@ class BodyResult:
 
 
 def get_model(device="cpu", models_dir=None):
-    from SpineAILib.models import cached_model
-    from SpineAILib.vertebra_body import networks as _register  # noqa: F401
-
     return cached_model(MODEL_NAME, device, models_dir)
 
 
@@ -102,10 +102,6 @@ def to_lps(point, space: str = "RAS") -> np.ndarray:
 def predict_crop(crop_hu: np.ndarray, record, net, device) -> np.ndarray:
     """Body probability on the crop grid (z, y, x)."""
     import torch
-
-    from SpineAILib.device import autocast
-    from SpineAILib.preprocessing.intensity import scale_hu
-    from SpineAILib.vertebra_body.crop import click_channel
 
     x = np.stack([scale_hu(crop_hu), click_channel(record)])[None]
     with torch.no_grad(), autocast(device):
@@ -207,9 +203,6 @@ def segment(image: Image | str | os.PathLike, point, space: str = "RAS", centroi
     (the neighbours' posterior heights) lets the Genant grade see a crush. Raises InputError
     for a click outside the image or where no vertebral body is found.
     """
-    from SpineAILib.device import resolve_device
-    from SpineAILib.vertebra_body.crop import crop_around, paste_back
-    from SpineAILib.vertebra_body.measure import measure_heights
 
     t0 = time.perf_counter()
     if not isinstance(image, Image):

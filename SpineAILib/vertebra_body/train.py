@@ -22,11 +22,16 @@ from pathlib import Path
 
 import numpy as np
 
+from SpineAILib.anatomy import TOTALSEG_TO_VERSE
+from SpineAILib.io import read_image
 from SpineAILib.networks import build_network
+from SpineAILib.preprocessing.intensity import scale_hu
 from SpineAILib.preprocessing.patches import crop_with_fill
 from SpineAILib.training import save_config
 from SpineAILib.training.config import config_from_args, config_parser, option
 from SpineAILib.training.loop import LoopSpec, one_cycle, run_training
+from SpineAILib.vertebra_body.crop import CropRecord, click_channel
+from SpineAILib.vertebra_body.data import phantom_body_case, pseudo_body_arrays
 from SpineAILib.vertebra_body.networks import BODY_KWARGS
 
 TRAIN_CROP = (32, 64, 64)  # z, y, x at 1 mm
@@ -54,8 +59,6 @@ class BodyTrainConfig:
 def _phantom_arrays(seed: int, cache: Path) -> dict:
     p = cache / f"body_{seed}.npz"
     if not p.is_file():
-        from SpineAILib.vertebra_body.data import phantom_body_case
-
         c = phantom_body_case(seed)
         labs = sorted(c.centers)
         # identity direction at 1 mm: array index of a centre = (p - origin) / 1 mm
@@ -77,10 +80,6 @@ def _real_arrays(name: str, cache: Path) -> dict:
 
     p = cache / f"real_{name}.npz"
     if not p.is_file():
-        from SpineAILib.anatomy import TOTALSEG_TO_VERSE
-        from SpineAILib.io import read_image
-        from SpineAILib.vertebra_body.data import pseudo_body_arrays
-
         root = Path(os.environ.get("SPINEAI_DATA", str(Path(__file__).resolve().parents[2].parent / "shared" / "data")))
         d = root / "ct" / name
         mask = next(f for f in ("vertebrae_pseudo.nii.gz", "structures_pseudo.nii.gz") if (d / f).is_file())
@@ -102,9 +101,6 @@ def degrade_resolution(x: np.ndarray, spacing_mm) -> np.ndarray:
 
 
 def body_batch(cases, rng, cfg: BodyTrainConfig, size=TRAIN_CROP):
-    from SpineAILib.preprocessing.intensity import scale_hu
-    from SpineAILib.vertebra_body.crop import CropRecord, click_channel
-
     xs, ys = [], []
     for _ in range(cfg.batch):
         c = cases[rng.integers(len(cases))]

@@ -20,12 +20,18 @@ from pathlib import Path
 
 import numpy as np
 
+from SpineAILib import anatomy
 from SpineAILib.networks import build_network
+from SpineAILib.phantoms.ct_spine import DEFORMITIES, ct_spine_phantom
+from SpineAILib.preprocessing import resample_to_canonical
+from SpineAILib.preprocessing.intensity import scale_hu
 from SpineAILib.training import save_config
 from SpineAILib.training.config import config_from_args, config_parser, option
 from SpineAILib.training.loop import LoopSpec, run_training, step_decay
 from SpineAILib.vertebra_body import networks as _networks  # noqa: F401  (registers the architecture)
+from SpineAILib.vertebra_body.data import random_body_config
 from SpineAILib.vertebra_body.fracture_data import SPACING, body_ellipsoids, pathway_inputs
+from SpineAILib.vertebra_body.genant import genant
 
 OUT_BLOCK = 9
 
@@ -47,13 +53,9 @@ def fracture_phantom(seed: int, spacing=None):
     """A phantom for the fracture task (more deformities than the segmentation phantoms)."""
     from dataclasses import replace
 
-    from SpineAILib.phantoms.ct_spine import DEFORMITIES, ct_spine_phantom
-    from SpineAILib.vertebra_body.data import random_body_config
-
     rng = np.random.default_rng(seed + 123)
     cfg = random_body_config(np.random.default_rng(seed))
     names = [n for n in (cfg.first, cfg.last)]
-    from SpineAILib import anatomy
 
     order = [anatomy.VERTEBRAE[i] for i in anatomy.ORDER]
     levels = order[order.index(names[0]): order.index(names[1]) + 1]
@@ -64,7 +66,6 @@ def fracture_phantom(seed: int, spacing=None):
 
 def phantom_losses(ph) -> dict[int, float]:
     """Height loss per vertebra by the Genant rule applied to the phantom's exact heights."""
-    from SpineAILib.vertebra_body.genant import genant
 
     labs = sorted(ph.heights)
     out = {}
@@ -78,9 +79,6 @@ def phantom_losses(ph) -> dict[int, float]:
 def _case_arrays(seed: int, cache: Path) -> dict:
     p = cache / f"fracture_{seed}.npz"
     if not p.is_file():
-        from SpineAILib.preprocessing import resample_to_canonical
-        from SpineAILib.preprocessing.intensity import scale_hu
-
         ph = fracture_phantom(seed)
         canon, _ = resample_to_canonical(ph.image, SPACING, "linear", default_value=-1000.0)
         target = body_ellipsoids(canon, ph.body_centers, phantom_losses(ph))

@@ -19,12 +19,9 @@ rounding turns those into duplicated or skipped labels. Two things in the CT do 
 
 The instances are then numbered consecutively head to feet with the one offset that best fits
 the network's medians (:func:`label_instances`), moved by the rib pattern where it is clear, or
-from C1 where the column's top is C1+C2.
-Measured on 16 validation phantoms (seeds 3000-3015, never trained on): identification rate
-69.6 % (slice consensus) -> 71.1 % (disc instances) -> 88.9 % (with ribs); mean error 7.6 -> 2.7
-mm; on 40 (3000-3039) with all of the above 96.4 %, 2.0 mm (docs/ct_tasks.md). All positions
-are on the canonical grid of :func:`prepare` (identity direction, LPS; array axes z, y, x with z
-growing towards the head).
+from C1 where the column's top is C1+C2 (docs/methods/vertebrae.md; how each rule was decided:
+docs/history/ct_tasks.md). All positions are on the canonical grid of :func:`prepare` (identity
+direction, LPS; array axes z, y, x with z growing towards the head).
 """
 
 from __future__ import annotations
@@ -36,6 +33,7 @@ import numpy as np
 
 from SpineAILib import anatomy
 from SpineAILib.io.image import Image
+from SpineAILib.vertebrae.labels import nominal_dimensions
 
 RIB_LEVELS = frozenset(anatomy.vertebra_label(f"T{i}") for i in range(1, 13))
 
@@ -96,15 +94,13 @@ def split_long(segs: list[np.ndarray], mean_hu: np.ndarray, factor: float = 1.6,
     length of up to two segments on each side) into ``round(length / neighbours)`` parts, each
     cut at the darkest slice near the even split: a disc the dips missed (a narrow or bridged
     one; C1-C2 have none) would otherwise merge two vertebrae and shift every label after it.
-    At most ``max_parts`` parts: with 3 (until session 12) segments holding four vertebrae over
-    three missed discs kept two of them together (fresh validation set, seeds 3200-3299: 94.7 ->
-    95.6 %, four scans fixed; the 200 of seeds 3000-3199 unchanged).
+    At most ``max_parts`` parts: a segment can hold four vertebrae over three missed discs.
 
     A segment with no neighbour (the whole run is one segment: every disc too faint for a dip)
     is measured against ``nominal(segment)`` instead, the nominal body height and disc (both in
     slices) at its level: ``factor`` body heights or longer, it holds ``round((length + disc) /
-    (height + disc))`` vertebrae (at most ``max_lone_parts``). Validation phantoms with low
-    disc contrast had 4 vertebrae found as one (none of them identified)."""
+    (height + disc))`` vertebrae (at most ``max_lone_parts``): with low disc contrast several
+    vertebrae are found as one."""
     lengths = [len(_bone_slices(seg, mean_hu)) for seg in segs]
     out = []
     for j, seg in enumerate(segs):
@@ -142,10 +138,9 @@ def merge_short(segs: list[np.ndarray], mean_hu: np.ndarray, factor: float = 0.5
     where the two together are at most ``max_merged`` times that length: a dip inside one
     vertebra cut it in two (the inverse of :func:`split_long`, whose 1.6 it stays below).
 
-    Why: a fresh validation set (seeds 3200-3299) had C2 found as two pieces of 4 and 6 slices
-    between neighbours of 8-9, so the top looked like C1+C2 and every label below came out one
-    level high (a C1-S1 scan 0 of 25). The first and last segments are left alone: a vertebra
-    cut by the field of view is short and is a vertebra of its own."""
+    Why: a C2 found as two pieces (e.g. 4 and 6 slices between neighbours of 8-9) makes the top
+    look like C1+C2, and every label below comes out one level high. The first and last segments
+    are left alone: a vertebra cut by the field of view is short and is a vertebra of its own."""
     segs = list(segs)
     merged_one = True
     while merged_one:
@@ -173,8 +168,8 @@ def column_mask(mask: np.ndarray, reference: Image, radius_mm: float = 40.0) -> 
 
     Why: the detector also fires on ribs and other bone beside the column, and where such
     false positives outnumber the column's voxels in a slice they pull the instance centroids
-    and the network's medians off the column (validation phantom 3017: two thoracic levels
-    read as "C2" and "C5" from rib voxels 125 mm lateral). Other components near the line (a
+    and the network's medians off the column (thoracic levels read as "C2" or "C5" from rib
+    voxels 125 mm lateral). Other components near the line (a
     column broken at a faint disc) are kept."""
     from scipy import ndimage
 
@@ -202,7 +197,6 @@ def nominal_height_disc(index: float, spacing_mm: float) -> tuple[float, float]:
     """Nominal body height and the disc below it (in slices of ``spacing_mm``) of the vertebra
     with index ``index`` (rounded, clipped to C1..L5), from the published dimensions the dense
     labels use (:func:`SpineAILib.vertebrae.labels.nominal_dimensions`)."""
-    from SpineAILib.vertebrae.labels import nominal_dimensions
 
     lab = int(np.clip(round(index), anatomy.vertebra_label("C1"), anatomy.vertebra_label("L5")))
     d = nominal_dimensions(lab)
@@ -218,8 +212,8 @@ def atlas_axis_top(found: list[tuple[np.ndarray, np.ndarray]], med_idx: np.ndarr
     C2 together: there is no disc between them, so at the top of a column that ends inside the
     field of view (not at its top slice) they make one instance whose bone is at least
     ``ratio`` times longer than the next two's (median), and the network reads it as C1-C3
-    (median index <= ``max_index``). On 40 validation phantoms the C1+C2 tops measured 1.38-1.57
-    times their neighbours and every other top at most 1.14."""
+    (median index <= ``max_index``). C1+C2 tops measure about 1.4-1.6 times their neighbours,
+    other tops at most about 1.15 (phantoms)."""
     if len(found) < 3:
         return False
     voting, seg = found[0]
@@ -267,7 +261,7 @@ def column_instances(hu: np.ndarray, prob: np.ndarray, index: np.ndarray, refere
     found.sort(key=lambda f: -float(f[1].mean()))  # head first (z grows towards the head)
     anchors: list[int | None] = [None] * len(found)
     # after split_long: checked before it, a top merged with its neighbour over a missed disc
-    # looked like C1+C2 (validation: 85.4 % instead of 96.4 %)
+    # would look like C1+C2
     if atlas_axis_top(found, med_idx, hu.shape[0]):
         voting, seg = found[0]
         # C1 is the top C1_FRACTION of the bone (slices run feet to head)
@@ -311,19 +305,16 @@ def rib_score(hu: np.ndarray, reference: Image, centroid: np.ndarray, lateral_mm
     (less than ``seen_below_mm`` below the centroid or its top cut off in z, or less than
     ``min_cover_mm`` of it laterally on both sides): unknown, not "no rib". A side with less
     than ``min_cover_mm`` in view is left out and the other side's volume returned (a narrow
-    field of view off the column's midline, a scoliotic column: one validation scan's
-    transition read so, 94.0 -> 94.6 % on 120 validation phantoms, nothing lost).
-    (On 40 validation phantoms 5 mm identified 94.4 %, 10 or 20 mm 93.1 %: many fields of view
-    are narrow, and a partly seen rib still counts against the other levels of the same scan.
-    Below: a vertebra's own rib lies 10-20 mm under its centroid at this distance, so 15 mm of
-    the 30 suffice to tell; with the whole 30 required, scans ending at T1 or L1 had no
-    transition (120 validation phantoms: 93.2 -> 94.1 %, "ribs" scans still 97.8 % right).)
+    field of view off the column's midline, a scoliotic column). A small ``min_cover_mm``:
+    many fields of view are narrow, and a partly seen rib still counts against the other levels
+    of the same scan. Below: a vertebra's own rib lies 10-20 mm under its centroid at this
+    distance, so 15 mm of the 30 suffice to tell; requiring the whole 30 would leave scans that
+    end at T1 or L1 without a transition.
 
     ``slope`` (dz/dx, dz/dy; :func:`column_slope`) tilts the window with the vertebra: its z
     range is then measured from the plane through the centroid perpendicular to the column, so
-    the ribs of a vertebra tilted by kyphosis, lordosis or scoliosis stay in it. (Session 12:
-    validation 97.3 -> 97.5 % on seeds 3000-3199, 95.6 -> 96.7 % on 3200-3299; the window along z
-    had missed the first rib of steeply bowed short columns and read a neighbour's instead.)"""
+    the ribs of a vertebra tilted by kyphosis, lordosis or scoliosis stay in it (a window along z
+    misses the first rib of a steeply bowed short column and reads a neighbour's instead)."""
     sp = np.asarray(reference.spacing, float)
     xs, ys, zs = axis_offsets(reference, hu.shape, centroid)
     if zs.min() > -seen_below_mm or zs.max() < z_mm[1]:
@@ -361,24 +352,23 @@ def rib_anchor(labels: list[int], scores: list[float | None], relative: float = 
     numbering.
 
     Where several shifts agree, a tie break first keeps the one that names most of the
-    undecided vertebrae T1 or L1, if one does: on 120 validation phantoms a partial rib score
-    was found at 11 of 70 T1 and 13 of 59 L1, but 1 of 65 C7, 3 of 61 T12 and 4 % of T2-T11
-    (three scans fixed, eight confirmed that had no numbering, none made wrong: 94.6 -> 95.7 %).
+    undecided vertebrae T1 or L1, if one does: a partial rib score is common at T1 (its short
+    first rib) and L1 (T12's rib running into its window), rare at C7, T12 and T2-T11.
     Where no vertebra in view has a rib (all below ``min_mm3``), the shift that leaves no label
     on T1-T12 is taken if it is the only one within ``max_shift`` and moves the labels caudally
-    (six rib-less vertebrae read as T12-L5 are L1-S1; 95.7 -> 96.0 %, one scan, nothing else
-    changed). Where the one clean shift is ``t1_missed_gap`` or more levels below the network's
-    numbering and the shift one level up disagrees only by naming a rib-less vertebra T1, that
-    one is taken (a T1 rib missed by the window, see below)."""
+    (six rib-less vertebrae read as T12-L5 are L1-S1). Where the one clean shift is
+    ``t1_missed_gap`` or more levels below the network's numbering and the shift one level up
+    disagrees only by naming a rib-less vertebra T1, that one is taken (a T1 rib missed by the
+    window, see below)."""
     known = [(lab, s) for lab, s in zip(labels, scores, strict=True) if s is not None]
     if len(known) < 2:
         return None
     top = max(s for _, s in known)
     if top < min_mm3:
         # no rib beside any vertebra in view: no label may be T1-T12. Only a move towards the
-        # sacrum, and only where one shift is left (a lumbar run as long as L1-S1): every
-        # validation T12 scored at least 10 % of its scan's highest, T1 down to 0 (a C2-T1 scan
-        # read rib-less would have been moved a level up, wrongly)
+        # sacrum, and only where one shift is left (a lumbar run as long as L1-S1): T12's rib
+        # always scores, T1's short one may not (a C2-T1 scan read rib-less would otherwise be
+        # moved a level up, wrongly)
         last = anatomy.vertebra_label("L6")  # read as S1 (label_instances)
         fits = [s for s in range(-max_shift, max_shift + 1)
                 if all(1 <= lab + s <= last and (lab + s) not in RIB_LEVELS for lab, _ in known)]
@@ -403,10 +393,10 @@ def rib_anchor(labels: list[int], scores: list[float | None], relative: float = 
     if not fits:
         return None
     if len(fits) == 1 and fits[0] <= -t1_missed_gap:
-        # T1's short first rib can lie inside the window's medial edge: 7 of 149 validation T1
-        # scored rib-less (C7 never scored a rib). A scan whose rib pattern puts the network
+        # T1's short first rib can lie inside the window's medial edge (about 5 % of T1 score
+        # rib-less; C7 does not score a rib). A scan whose rib pattern puts the network
         # ``t1_missed_gap`` or more levels high, where one level less would only name such a
-        # rib-less vertebra T1, is read so (validation: 2 scans, 96.7 -> 97.6 % on the 120)
+        # rib-less vertebra T1, is read so
         up = fits[0] + 1
         if disagreeing(up) == [anatomy.vertebra_label("T1")]:
             return up
@@ -422,7 +412,7 @@ def rib_anchor(labels: list[int], scores: list[float | None], relative: float = 
     best = min(fits, key=abs)
     # several shifts agree where the transition is in the undecided band or out of view (one
     # rib-bearing level, undecided levels beside the last rib): the ribs then still rule shifts
-    # out (the nearest that agrees; validation: 4 of 80 scans right only so), but where the
+    # out (the nearest that agrees), but where the
     # network's own numbering is among them they fixed nothing
     return None if best == 0 and len(fits) > 1 else best
 
@@ -456,8 +446,7 @@ def label_instances(instances: list[Instance], hu: np.ndarray | None = None, ref
     rib pattern may shift the numbering (:func:`rib_anchor`; a vertebra cut by the field of view
     shows a partial rib, which its undecided band leaves out). An instance with an ``anchor``
     sets the numbering instead, without a rib shift: C1 at the top (C1 of a C1+C2 top,
-    :func:`atlas_axis_top`; validation, 40 phantoms: 94.4 % -> 96.4 %, cervical 88.7 % ->
-    96.7 %), or S1 / L5 at the bottom where the pelvis is seen
+    :func:`atlas_axis_top`), or S1 / L5 at the bottom where the pelvis is seen
     (:func:`SpineAILib.vertebrae.sacrum.sacral_instances`)."""
     n = len(instances)
     if not n:

@@ -25,6 +25,7 @@ from SpineAILib import anatomy
 from SpineAILib.errors import InputError
 from SpineAILib.io import Image, read_image
 from SpineAILib.io.centroids import read_lml, read_verse_centroids
+from SpineAILib.phantoms.ct_spine import CTPhantomConfig, ct_spine_phantom
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
 
@@ -148,7 +149,6 @@ def shared_ct_cases(data_root: str | os.PathLike) -> list[Case]:
 
 def random_phantom_config(rng: np.random.Generator, min_vertebrae: int = 4, max_vertebrae: int = 26):
     """A random CT phantom: level range, curvature, field of view, spacing, orientation, noise."""
-    from SpineAILib.phantoms.ct_spine import CTPhantomConfig
 
     order = [anatomy.VERTEBRAE[i] for i in anatomy.ORDER if anatomy.VERTEBRAE[i] not in ("L6", "T13")]
     n = int(rng.integers(min_vertebrae, min(max_vertebrae, len(order)) + 1))
@@ -170,8 +170,6 @@ def random_phantom_config(rng: np.random.Generator, min_vertebrae: int = 4, max_
 def phantom_case(seed: int, **overrides) -> Case:
     """A random phantom case; ``overrides`` replace fields of the random config."""
     from dataclasses import replace
-
-    from SpineAILib.phantoms.ct_spine import ct_spine_phantom
 
     cfg = replace(random_phantom_config(np.random.default_rng(seed)), **overrides)
     ph = ct_spine_phantom(cfg)

@@ -24,6 +24,8 @@ import numpy as np
 
 from SpineAILib import anatomy
 from SpineAILib.io.image import point_inside
+from SpineAILib.vertebrae.data import folder_cases, phantom_case, shared_ct_cases
+from SpineAILib.vertebrae.predict import locate
 
 ID_RADIUS_MM = 20.0
 
@@ -100,8 +102,6 @@ def by_numbering(per_case: list[dict]) -> dict:
 
 
 def evaluate_cases(cases, device: str = "auto", models_dir=None, log=print) -> dict:
-    from SpineAILib.vertebrae.predict import locate
-
     per_case, all_rows = [], []
     for case in cases:
         t = time.perf_counter()
@@ -161,7 +161,6 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--models-dir", default=None)
     a = p.parse_args(argv)
-    from SpineAILib.vertebrae.data import folder_cases, phantom_case, shared_ct_cases
 
     cases = []
     for folder in a.data:

@@ -19,13 +19,13 @@ import numpy as np
 from SpineAILib import anatomy
 from SpineAILib.errors import InputError
 from SpineAILib.io.image import Image
+from SpineAILib.phantoms.ct_spine import vertebra_dimensions
 
 
 def nominal_dimensions(label: int) -> dict[str, float]:
     """Published body height, width, depth and the disc below it (mm) of a VerSe label
     (:func:`SpineAILib.phantoms.ct_spine.vertebra_dimensions`); a transitional T13 or L6 takes
     T12's or L5's."""
-    from SpineAILib.phantoms.ct_spine import vertebra_dimensions
 
     name = anatomy.vertebra_name(label)
     return vertebra_dimensions({"T13": "T12", "L6": "L5"}.get(name, name))

@@ -25,14 +25,20 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from SpineAILib import anatomy
-from SpineAILib.device import autocast
+from SpineAILib.device import autocast, resolve_device
+from SpineAILib.errors import InputError
 from SpineAILib.inference.tiling import tile_predict
 from SpineAILib.io import Image, read_image
 from SpineAILib.io.centroids import centroids_json
 from SpineAILib.io.image import lps_to_ras
-from SpineAILib.preprocessing import check_image
+from SpineAILib.models import cached_model
+from SpineAILib.preprocessing import check_image, resample_to_canonical
 from SpineAILib.preprocessing.intensity import scale_hu
 from SpineAILib.progress import CancelToken, ProgressCallback, SubProgress, check_cancel
+from SpineAILib.vertebrae import networks as _networks  # noqa: F401  (registers the architectures)
+from SpineAILib.vertebrae.column import column_instances, label_instances
+from SpineAILib.vertebrae.labels import sparse_to_dense, vertebra_radius_mm
+from SpineAILib.vertebrae.sacrum import sacral_instances
 
 TASK = "Vertebra labelling"
 DETECTION_MODEL = "vertebra_detection"
@@ -43,9 +49,8 @@ PATCH = (80, 64, 64)
 BORDER = (20, 16, 16)
 # "discs" fusion: an instance under the paper's 3000 mm^3 of votes is kept with at least this
 # many next to one that holds 3000. Its instances already lie between discs and hold bone, and
-# the paper's floor dropped C1 (no body; 1.9-2.4 ml detected) in 8 of 80 validation phantoms and
-# a C2 cut by the field of view in 2 (id rate 93.7 -> 94.3 % with them); the neighbour keeps a
-# crop's fragments out (spinefe_l2_crop: three pieces of L2, 0.8-2.1 ml, read as C1)
+# the paper's floor drops C1 (no body; about 2 ml detected) and vertebrae cut by the field of
+# view; the neighbour keeps a crop's fragments out (pieces of one vertebra of 1-2 ml)
 NEIGHBOUR_MIN_VOTES_MM3 = 1500.0
 NO_LANDMARK_WARNING = (
     "Nothing in view fixed the numbering (no clean rib transition at C7/T1 or T12/L1, no C1 at the top, no "
@@ -101,8 +106,6 @@ class VertebraResult:
 
 def get_models(device="cpu", models_dir=None):
     """(detection net, card, identification net, card), loaded once per process, verified."""
-    from SpineAILib.models import cached_model
-    from SpineAILib.vertebrae import networks as _register  # noqa: F401
 
     det, det_card = cached_model(DETECTION_MODEL, device, models_dir)
     idn, id_card = cached_model(IDENTIFICATION_MODEL, device, models_dir)
@@ -111,7 +114,6 @@ def get_models(device="cpu", models_dir=None):
 
 def prepare(image: Image, spacing: float):
     """(canonical HU volume Image, ResampleRecord)."""
-    from SpineAILib.preprocessing import resample_to_canonical
 
     return resample_to_canonical(image, spacing, "linear", default_value=-1000.0)
 
@@ -197,18 +199,17 @@ def slice_consensus(prob: np.ndarray, index: np.ndarray, threshold: float = 0.5,
     isotonic regression over the slices, weighted by their detection probability sums).
 
     Why: the identification network's per-voxel values have a long tail several vertebrae too
-    low at the column's edges (on validation phantoms the 10th percentile lies 3-12 levels below
-    the vertebra while the median is within about 0.5), and with per-voxel rounding that tail
-    collects enough votes for spurious labels and drags the medians. Each axial slice of the
-    column belongs to one vertebra or disc, so its median is a robust vote. The ordered fit was
-    measured worse (it skips vertebrae where the network's index jumps; docs/ct_tasks.md)."""
+    low at the column's edges (the 10th percentile 3-12 levels below the vertebra while the
+    median is within about 0.5), and with per-voxel rounding that tail collects enough votes for
+    spurious labels and drags the medians. Each axial slice of the column belongs to one
+    vertebra or disc, so its median is a robust vote. The ordered fit skips vertebrae where the
+    network's index jumps."""
     mask = prob > threshold
     out = np.zeros(index.shape, np.float32)
     zs = np.flatnonzero(mask.any(axis=(1, 2)))
     if not len(zs):
         return out
-    # plain median: a probability-weighted one measured worse on the validation phantoms
-    # (64.8 vs 69.6 % identified), by tipping scans whose index is ~0.6 too high
+    # plain median: a probability-weighted one tips scans whose index is ~0.6 too high
     med = [float(np.median(index[z][mask[z]])) for z in zs]
     weight = [float(prob[z][mask[z]].sum()) for z in zs]
     fitted = np.array(med)
@@ -230,9 +231,8 @@ def fuse(prob: np.ndarray, index: np.ndarray, reference: Image, threshold: float
     ``mode`` "discs" (default; needs ``hu``, the canonical CT) splits the detected column at its
     discs into one instance per vertebra and numbers them consecutively, the offset from the
     network's index and, where the field of view shows a rib transition, from the ribs, or from
-    C1 where the column's top is C1+C2 (:mod:`SpineAILib.vertebrae.column`; 40 validation
-    phantoms: id rate 96.4 %, mean error 2.0 mm, where "slice" had 69.6 %, 7.6 mm on the first
-    16; a second, fresh 40: 90.8 %, 3.4 mm). A vertebra's confidence there is
+    C1 where the column's top is C1+C2 (:mod:`SpineAILib.vertebrae.column`; the modes compared
+    in docs/history/ct_tasks.md). A vertebra's confidence there is
     the mean detection probability of its voxels times how well its median index fits the
     consecutive run (1 = on it, 0 = half a level or more off). The other modes vote per voxel:
 
@@ -241,9 +241,7 @@ def fuse(prob: np.ndarray, index: np.ndarray, reference: Image, threshold: float
     (:func:`slice_consensus`), "ordered" also forces the consensus to run head to feet. Then,
     in every mode, a vertebra's centroid is the median position of its voters, dropped below
     max(``min_votes_mm3``, 0.4 R^3) mm^3 of votes (in mode "discs" kept with
-    :data:`NEIGHBOUR_MIN_VOTES_MM3` next to a vertebra of ``min_votes_mm3``). Measured on 16
-    validation phantoms (seeds 3000-3015, never trained on): id rate 69.6 % (slice) vs 64.4 %
-    (voxel), mean error 7.6 vs 19.6 mm.
+    :data:`NEIGHBOUR_MIN_VOTES_MM3` next to a vertebra of ``min_votes_mm3``).
     A vertebra's confidence is the mean detection probability of its voters times how close the
     network's own index values lie to the label (1 = on it, 0 = half-way to a neighbour or beyond).
 
@@ -251,7 +249,6 @@ def fuse(prob: np.ndarray, index: np.ndarray, reference: Image, threshold: float
     "discs" (:func:`SpineAILib.vertebrae.column.label_instances`; None: the network alone, and
     always None in the other modes).
     """
-    from SpineAILib.vertebrae.labels import vertebra_radius_mm
 
     if mode not in FUSION_MODES:
         raise ValueError(f"Unknown fusion mode {mode!r}; expected one of {FUSION_MODES}.")
@@ -290,9 +287,6 @@ def fuse_by_discs(prob: np.ndarray, index: np.ndarray, reference: Image, hu: np.
     """:func:`fuse` mode "discs": instances between discs, labelled as one consecutive run
     (numbered from the sacrum where the pelvis is in view, :mod:`SpineAILib.vertebrae.sacrum`;
     their confidence is then the detection probability alone)."""
-    from SpineAILib.vertebrae.column import column_instances, label_instances
-    from SpineAILib.vertebrae.labels import vertebra_radius_mm
-    from SpineAILib.vertebrae.sacrum import sacral_instances
 
     # the pelvis below the column numbers it from S1 (real CT); otherwise discs, ribs and C1
     sacral = sacral_instances(hu, prob, index, reference, threshold)
@@ -348,7 +342,6 @@ def locate(image: Image | str | os.PathLike, device: str = "auto", models_dir=No
     vertebra segments as a label map on the input's grid. A CT without a visible spine gives an
     empty result with a warning, not an error.
     """
-    from SpineAILib.device import resolve_device
 
     t0 = time.perf_counter()
     if fusion not in FUSION_MODES:  # before the minutes of network work, not after
@@ -400,11 +393,8 @@ def locate(image: Image | str | os.PathLike, device: str = "auto", models_dir=No
 def segments_from_centroids(reference: Image, centroids_lps: dict[int, np.ndarray]) -> Image:
     """Vertebra segments (label map on ``reference``'s grid) from centroids alone, e.g. after the
     user corrected a label or moved a point: the sparse-to-dense discs around the column."""
-    from SpineAILib.vertebrae.labels import sparse_to_dense
 
     if len(centroids_lps) < 2:
-        from SpineAILib.errors import InputError
-
         raise InputError("Vertebra segments need at least two labelled centroids.")
     return sparse_to_dense(reference, centroids_lps)
 
@@ -412,7 +402,6 @@ def segments_from_centroids(reference: Image, centroids_lps: dict[int, np.ndarra
 def shift_labels(centroids: dict[int, np.ndarray], old: int, new: int) -> dict[int, np.ndarray]:
     """Relabel the whole column so that vertebra ``old`` becomes ``new`` (the common correction:
     the count is off by one). Labels keep their anatomical order; T13/L6 are stepped over."""
-    from SpineAILib.errors import InputError
 
     order = [v for v in anatomy.ORDER if v not in (28, 25)]
     if old not in order or new not in order:

@@ -39,11 +39,14 @@ import numpy as np
 from SpineAILib import anatomy
 from SpineAILib.device import resolve_device
 from SpineAILib.networks import build_network
+from SpineAILib.preprocessing import resample_to_canonical
 from SpineAILib.preprocessing.intensity import scale_hu
 from SpineAILib.preprocessing.patches import crop_with_fill
 from SpineAILib.training import load_fp16_weights, save_config
 from SpineAILib.training.config import config_from_args, config_parser, option
 from SpineAILib.training.loop import LoopSpec, one_cycle, run_training
+from SpineAILib.vertebrae.data import folder_cases, phantom_case, shared_ct_cases
+from SpineAILib.vertebrae.labels import sparse_to_dense
 from SpineAILib.vertebrae.networks import DETECTION_KWARGS, IDENTIFICATION_KWARGS
 from SpineAILib.vertebrae.predict import identify
 
@@ -76,8 +79,6 @@ class VertebraeTrainConfig:
 
 def prepare_case(case, spacing: float) -> dict:
     """Canonical-grid arrays of a case: HU (int16), dense VerSe labels (uint8), centroids."""
-    from SpineAILib.preprocessing import resample_to_canonical
-    from SpineAILib.vertebrae.labels import sparse_to_dense
 
     img, _ = resample_to_canonical(case.image, spacing, "linear", default_value=-1000.0)
     dense = sparse_to_dense(img, case.centroids) if len(case.centroids) >= 2 else img.with_array(
@@ -90,8 +91,6 @@ def _phantom_job(args):
     seed, spacing, cache = args
     p = Path(cache) / f"phantom_{seed}.npz"
     if not p.is_file():
-        from SpineAILib.vertebrae.data import phantom_case
-
         d = prepare_case(phantom_case(seed), spacing)
         np.savez_compressed(p, **d)
     return str(p)
@@ -116,13 +115,9 @@ def load_training_arrays(cfg: VertebraeTrainConfig, log=print) -> list[dict]:
     log(f"{len(jobs)} phantoms ready ({time.time() - t0:.0f} s)")
     real = []
     if cfg.real_train:
-        from SpineAILib.vertebrae.data import shared_ct_cases
-
         root = os.environ.get("SPINEAI_DATA", str(Path(__file__).resolve().parents[2].parent / "shared" / "data"))
         real += [c for c in shared_ct_cases(root) if c.name in cfg.real_train]
     for folder in cfg.data:
-        from SpineAILib.vertebrae.data import folder_cases
-
         real += folder_cases(folder)
     for case in real:
         p = cache / f"real_{case.name}.npz"
