@@ -107,10 +107,9 @@ def _cmd_entry(kind: str) -> Callable[[argparse.Namespace, Progress], int]:
     """``spineai train|evaluate|export TASK ...``: the task's own script with the remaining options."""
 
     def run(args: argparse.Namespace, progress: Progress) -> int:
-        if args.task in ("-h", "--help"):
-            print(f"usage: spineai {args.command} TASK [options]; TASK is one of {', '.join(with_entry(kind))}. "
-                  f"'spineai {args.command} TASK --help' lists the options of one.")
-            return EXIT_OK
+        if args.task is None:
+            raise InputError(f"Name the task: spineai {args.command} TASK [options], TASK one of "
+                             f"{', '.join(with_entry(kind))} ('spineai {args.command} TASK --help' lists its options).")
         return int(get_task(args.task).entry(kind)(args.rest) or 0)
 
     return run
@@ -142,9 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
         task.add_arguments(p)
         _common(p, f"spineai-{name}")
     for name, (kind, helptext) in ENTRY_COMMANDS.items():
-        p = sub.add_parser(name, help=helptext, add_help=False)
-        p.add_argument("task", help=f"task name: {', '.join(with_entry(kind))}")
-        p.add_argument("rest", nargs=argparse.REMAINDER, help="options of that task's script (--help lists them)")
+        p = sub.add_parser(name, help=helptext, description=f"{helptext}: the task's own script.")
+        p.add_argument("task", nargs="?", help=f"task name: {', '.join(with_entry(kind))}")
+        p.add_argument("rest", nargs=argparse.REMAINDER, help="the task script's options ('TASK --help' lists them)")
     return parser
 
 

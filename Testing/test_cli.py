@@ -34,6 +34,7 @@ def demo_run(tmp_path_factory):
     return code, out
 
 
+@pytest.mark.slow
 def test_demo_writes_scene_png_report(demo_run):
     code, out = demo_run
     assert code == EXIT_OK
@@ -56,6 +57,7 @@ def test_demo_writes_scene_png_report(demo_run):
     assert fx["L1"]["probability"] > fx["L2"]["probability"]
 
 
+@pytest.mark.slow
 def test_demo_scene_loads_with_slicer_core(demo_run):
     pytest.importorskip("slicer")
     from SpineAILib.scene import fiducials_ras, load_mrb
@@ -81,6 +83,7 @@ def test_demo_scene_loads_with_slicer_core(demo_run):
     assert cerv.GetNthSegment(0).GetName() == "Cervical spine C3-C7 region"
 
 
+@pytest.mark.slow
 def test_machine_progress_in_subprocess(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "SpineAILib.cli", "demo", "--output", str(tmp_path / "d"),
                            "--device", "cpu", "--machine-progress"], capture_output=True, text=True, timeout=300)

@@ -191,6 +191,7 @@ def test_body_band_samples_in_front_of_the_line():
     assert np.allclose(inside, 300.0) and np.allclose(behind, 40.0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["totalseg_example"])
 def test_real_abdominal_ct_numbered_from_the_sacrum(data_dir, name):
     """The phantom-trained networks read this CT's L1-S1 as T6-T8 (docs/history/ct_tasks.md); the

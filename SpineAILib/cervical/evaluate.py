@@ -1,7 +1,7 @@
 """Evaluate the shipped cervical model (or another model card) on held-out phantoms or on a
 folder of real radiographs with C3-C7 masks; prints the paper's Table 1 metrics, mean +- std.
 
-    python -m SpineAILib.cervical.evaluate [--data FOLDER] [--n 60] [--model cervical_fcn_r]
+    spineai evaluate cervical [--data FOLDER] [--n 60] [--model cervical_fcn_r]
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def evaluate(data: str = "", n: int = 60, model: str = "", device: str = "cpu", 
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m SpineAILib.cervical.evaluate")
+    p = argparse.ArgumentParser(prog="spineai evaluate cervical", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default="")
     p.add_argument("--n", type=int, default=60)
     p.add_argument("--model", default="")

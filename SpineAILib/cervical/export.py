@@ -1,6 +1,6 @@
 """Publish one trained variant as the shipped cervical model (fp16 weights + model card).
 
-    python -m SpineAILib.cervical.export --run runs/cervical --variant FCN-R
+    spineai export cervical --run runs/cervical --variant FCN-R
 """
 
 from __future__ import annotations
@@ -42,13 +42,13 @@ def export(run: str, variant: str = "FCN-R", models_dir: str | None = None, name
                   "train_seconds": round(res["train_seconds"], 1), "parameters": res["parameters"]},
         metrics={"held_out_phantoms": res["metrics"]}, commit=git_commit(), date=dt.date.today().isoformat(),
         description="Region-aware cervical spine localisation (Al Arif et al.), trained on phantoms: expect it to "
-                    "need retraining on real lateral radiographs (python -m SpineAILib.cervical.train --data FOLDER).",
+                    "need retraining on real lateral radiographs (spineai train cervical --data FOLDER).",
     )
     return write_card(card, out)
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m SpineAILib.cervical.export")
+    p = argparse.ArgumentParser(prog="spineai export cervical", description=__doc__.split("\n\n")[0])
     p.add_argument("--run", required=True)
     p.add_argument("--variant", default="FCN-R")
     p.add_argument("--models-dir", default=None)

@@ -1,6 +1,6 @@
 """Evaluate the Cobb pipeline end to end (file -> angles) on an AASCE-layout folder.
 
-    python -m SpineAILib.cobb.evaluate --data $SPINEAI_DATA/aasce --subset val --csv val.csv
+    spineai evaluate cobb --data $SPINEAI_DATA/aasce --subset val --csv val.csv
 
 Reports SMAPE (the AASCE formula), MAE per angle (degrees), mean landmark error (pixels) and
 writes one CSV row per image. ``--subset`` picks cases from the split file (default: our fixed
@@ -62,7 +62,7 @@ def evaluate(data: str, subset: str = "val", split: str | Path = DEFAULT_SPLIT, 
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m SpineAILib.cobb.evaluate", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="spineai evaluate cobb", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True)
     p.add_argument("--subset", default="val", help="val, train (from the split file) or all")
     p.add_argument("--split", default=str(DEFAULT_SPLIT))
