@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -136,6 +137,12 @@ def _parse_point(text: str) -> tuple[float, float, float]:
     return vals[0], vals[1], vals[2]
 
 
+def _timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, float]:
+    """(fn's result, its wall time in seconds): the demo entries' "seconds"."""
+    t = time.perf_counter()
+    return fn(*args, **kwargs), time.perf_counter() - t
+
+
 def _read_centroids(args: argparse.Namespace, image):
     from SpineAILib.io.centroids import read_centroids_file
 
@@ -186,17 +193,13 @@ def _cobb_command(args: argparse.Namespace, progress) -> int:
 
 
 def _cobb_demo(ctx) -> dict:
-    import time
-
     import numpy as np
 
     from SpineAILib.cobb import cobb_angles, estimate, smape
     from SpineAILib.cobb.scene import write_cobb_result
 
     ap = ctx.ap
-    t = time.perf_counter()
-    pred = estimate(ap.image, device=ctx.device)
-    seconds = time.perf_counter() - t
+    pred, seconds = _timed(estimate, ap.image, device=ctx.device)
     gt = cobb_angles(ap.landmarks, ap.image.array.shape[0])
     write_cobb_result(ctx.scene, ap.image, pred, prefix="Predicted Cobb")
     ctx.predictions["cobb"] = pred
@@ -251,16 +254,12 @@ def _cervical_command(args: argparse.Namespace, progress) -> int:
 
 
 def _cervical_demo(ctx) -> dict:
-    import time
-
     from SpineAILib.cervical import localize
     from SpineAILib.cervical.scene import write_cervical_result
     from SpineAILib.metrics import binary_metrics
 
     cerv = ctx.cervical
-    t = time.perf_counter()
-    pred = localize(cerv.image, device=ctx.device)
-    seconds = time.perf_counter() - t
+    pred, seconds = _timed(localize, cerv.image, device=ctx.device)
     write_cervical_result(ctx.scene, cerv.image, pred, ctx.nodes["cervical"], prefix="Predicted cervical")
     ctx.predictions["cervical"] = pred
     m = binary_metrics(pred.region, cerv.region)
@@ -312,17 +311,13 @@ def _vertebrae_command(args: argparse.Namespace, progress) -> int:
 
 
 def _vertebrae_demo(ctx) -> dict:
-    import time
-
     from SpineAILib import anatomy
     from SpineAILib.vertebrae import locate
     from SpineAILib.vertebrae.evaluate import match, summarize
     from SpineAILib.vertebrae.scene import write_vertebrae_result
 
     ct = ctx.ct
-    t = time.perf_counter()
-    pred = locate(ct.image, device=ctx.device)
-    seconds = time.perf_counter() - t
+    pred, seconds = _timed(locate, ct.image, device=ctx.device)
     write_vertebrae_result(ctx.scene, pred, ctx.nodes["ct"], "Predicted vertebra")
     ctx.predictions["vertebrae"] = pred
     s_all = summarize(match(pred.centroids, ct.body_centers))["all"]
@@ -384,8 +379,6 @@ def _body_command(args: argparse.Namespace, progress) -> int:
 
 
 def _body_demo(ctx) -> dict:
-    import time
-
     from SpineAILib import anatomy
     from SpineAILib.metrics import dice
     from SpineAILib.vertebra_body import segment_many
@@ -395,9 +388,8 @@ def _body_demo(ctx) -> dict:
     # centroids, so this entry measures segmentation and grading on their own.
     ct = ctx.ct
     cents = ct.body_centers
-    t = time.perf_counter()
-    bodies = segment_many(ct.image, [cents[v] for v in sorted(cents)], "LPS", cents, device=ctx.device)
-    seconds = time.perf_counter() - t
+    bodies, seconds = _timed(segment_many, ct.image, [cents[v] for v in sorted(cents)], "LPS", cents,
+                             device=ctx.device)
     write_body_results(ctx.scene, ct.image, bodies, ctx.nodes["ct"], "Predicted vertebral body")
     ctx.predictions["vertebral-body"] = bodies
     metrics = {}
@@ -438,8 +430,6 @@ def assess_ct(image, centroids=None, device: str = "auto", models_dir=None, gena
     """Fracture assessment of a CT (:func:`SpineAILib.vertebra_body.assess_fractures`); without
     ``centroids`` ({VerSe label: LPS mm}) the vertebrae are found and labelled first
     (:func:`SpineAILib.vertebrae.locate`), whose warnings and time the result then carries."""
-    import time
-
     from SpineAILib.io import Image, read_image
     from SpineAILib.progress import SubProgress
     from SpineAILib.vertebra_body import assess_fractures
@@ -486,8 +476,6 @@ def _fracture_command(args: argparse.Namespace, progress) -> int:
 
 
 def _fracture_demo(ctx) -> dict:
-    import time
-
     from SpineAILib.vertebra_body import assess_fractures
     from SpineAILib.vertebra_body.scene import write_fracture_result
 

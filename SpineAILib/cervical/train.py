@@ -25,7 +25,7 @@ from SpineAILib.cervical.networks import build, count_parameters
 from SpineAILib.metrics import binary_metrics, n_regions, summarize
 from SpineAILib.preprocessing import map_from_canvas
 from SpineAILib.training import save_config
-from SpineAILib.training.config import config_from_args, config_parser, option
+from SpineAILib.training.config import option, parse_config
 from SpineAILib.training.loop import LoopSpec, run_training
 
 VARIANTS = ("FCN", "FCN-R", "DeConvNet", "DeConvNet-R", "UNet", "UNet-R")
@@ -170,8 +170,7 @@ def run(cfg: CervicalTrainConfig) -> list[dict]:
 
 
 def main(argv=None) -> int:
-    run(config_from_args(CervicalTrainConfig,
-                         config_parser(CervicalTrainConfig, "spineai train cervical", __doc__).parse_args(argv)))
+    run(parse_config(CervicalTrainConfig, argv, "spineai train cervical", __doc__))
     return 0
 
 

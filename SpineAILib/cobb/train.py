@@ -25,7 +25,7 @@ from SpineAILib.cobb.preprocess import CANVAS, to_canvas
 from SpineAILib.device import autocast, describe_device
 from SpineAILib.io import read_image
 from SpineAILib.training import save_config
-from SpineAILib.training.config import config_from_args, config_parser, option
+from SpineAILib.training.config import option, parse_config
 from SpineAILib.training.loop import LoopSpec, one_cycle, run_training
 
 REPO = Path(__file__).resolve().parents[2]
@@ -272,8 +272,7 @@ def train(cfg: CobbTrainConfig) -> dict:
 
 
 def main(argv=None) -> int:
-    cfg = config_from_args(CobbTrainConfig,
-                           config_parser(CobbTrainConfig, "spineai train cobb", __doc__).parse_args(argv))
+    cfg = parse_config(CobbTrainConfig, argv, "spineai train cobb", __doc__)
     print(json.dumps(train(cfg), indent=2))
     return 0
 

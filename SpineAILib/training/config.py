@@ -101,3 +101,8 @@ def config_from_args(config_cls: type[C], args: argparse.Namespace) -> C:
             v = tuple(v)
         values[f.name] = v
     return config_cls(**values)
+
+
+def parse_config(config_cls: type[C], argv: Sequence[str] | None, prog: str, description: str | None) -> C:
+    """A trainer's ``main``: its command line (``argv``; None: ``sys.argv``) as its config."""
+    return config_from_args(config_cls, config_parser(config_cls, prog, description).parse_args(argv))

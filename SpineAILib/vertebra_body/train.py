@@ -28,7 +28,7 @@ from SpineAILib.networks import build_network
 from SpineAILib.preprocessing.intensity import scale_hu
 from SpineAILib.preprocessing.patches import crop_with_fill
 from SpineAILib.training import save_config
-from SpineAILib.training.config import config_from_args, config_parser, option
+from SpineAILib.training.config import option, parse_config
 from SpineAILib.training.loop import LoopSpec, one_cycle, run_training
 from SpineAILib.vertebra_body.crop import CropRecord, click_channel
 from SpineAILib.vertebra_body.data import phantom_body_case, pseudo_body_arrays
@@ -173,8 +173,7 @@ def train(cfg: BodyTrainConfig, log=print) -> dict:
 
 
 def main(argv=None) -> int:
-    a = config_parser(BodyTrainConfig, "spineai train vertebral-body", __doc__).parse_args(argv)
-    train(config_from_args(BodyTrainConfig, a))
+    train(parse_config(BodyTrainConfig, argv, "spineai train vertebral-body", __doc__))
     return 0
 
 

@@ -26,7 +26,7 @@ from SpineAILib.phantoms.ct_spine import DEFORMITIES, ct_spine_phantom
 from SpineAILib.preprocessing import resample_to_canonical
 from SpineAILib.preprocessing.intensity import scale_hu
 from SpineAILib.training import save_config
-from SpineAILib.training.config import config_from_args, config_parser, option
+from SpineAILib.training.config import option, parse_config
 from SpineAILib.training.loop import LoopSpec, run_training, step_decay
 from SpineAILib.vertebra_body import networks as _networks  # noqa: F401  (registers the architecture)
 from SpineAILib.vertebra_body.data import random_body_config
@@ -143,8 +143,7 @@ def train(cfg: FractureTrainConfig, log=print) -> dict:
 
 
 def main(argv=None) -> int:
-    a = config_parser(FractureTrainConfig, "spineai train fracture", __doc__).parse_args(argv)
-    train(config_from_args(FractureTrainConfig, a))
+    train(parse_config(FractureTrainConfig, argv, "spineai train fracture", __doc__))
     return 0
 
 

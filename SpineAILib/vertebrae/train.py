@@ -43,7 +43,7 @@ from SpineAILib.preprocessing import resample_to_canonical
 from SpineAILib.preprocessing.intensity import scale_hu
 from SpineAILib.preprocessing.patches import crop_with_fill
 from SpineAILib.training import load_fp16_weights, save_config
-from SpineAILib.training.config import config_from_args, config_parser, option
+from SpineAILib.training.config import option, parse_config
 from SpineAILib.training.loop import LoopSpec, one_cycle, run_training
 from SpineAILib.vertebrae.data import folder_cases, phantom_case, shared_ct_cases
 from SpineAILib.vertebrae.labels import sparse_to_dense
@@ -268,8 +268,7 @@ def train_stage(stage: str, cfg: VertebraeTrainConfig, cases, log=print) -> dict
 
 
 def main(argv=None) -> int:
-    cfg = config_from_args(VertebraeTrainConfig,
-                           config_parser(VertebraeTrainConfig, "spineai train vertebrae", __doc__).parse_args(argv))
+    cfg = parse_config(VertebraeTrainConfig, argv, "spineai train vertebrae", __doc__)
     out = Path(cfg.output)
     if cfg.stage == "calibration":
         trained = out / "config_identification.json"
