@@ -1,6 +1,6 @@
 """Accuracy of the CT tasks with the shipped models, written to docs/benchmarks/:
 
-* vertebra labelling on 100 held-out phantoms (seeds 5000-5099; 20 until session 12) and on every real sample in
+* vertebra labelling on 100 held-out phantoms (seeds 5000-5099) and on every real sample in
   $SPINEAI_DATA/ct (centroids from their masks): ``vertebrae_eval.json`` / ``.md``;
 * click-to-segment under the four validation conditions, Genant grading (12 phantoms), real
   crops: ``vertebral_body/vertebral_body_eval.json`` / ``.md``; Genant grading on 48 phantoms
@@ -20,6 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import DOCS, machine  # noqa: E402
 
+from SpineAILib.tasks import get_task  # noqa: E402
+
 
 def _stamp(path: Path) -> None:
     data = json.loads(path.read_text(encoding="utf-8"))
@@ -38,15 +40,13 @@ def main() -> int:
     only = set(a.only.split(","))
     DOCS.mkdir(parents=True, exist_ok=True)
     if "vertebrae" in only:
-        from SpineAILib.vertebrae.evaluate import main as ev
-
+        ev = get_task("vertebrae").entry("evaluator")
         ev(["--phantoms", str(a.phantoms), "--output", str(DOCS / "vertebrae_phantoms"), "--device", a.device])
         ev(["--shared", "--output", str(DOCS / "vertebrae_real"), "--device", a.device])
         for d in ("vertebrae_phantoms", "vertebrae_real"):
             _stamp(DOCS / d / "vertebrae_eval.json")
     if "vertebral-body" in only:
-        from SpineAILib.vertebra_body.evaluate import main as ev
-
+        ev = get_task("vertebral-body").entry("evaluator")
         ev(["--phantoms", str(a.body_phantoms), "--genant-phantoms", str(2 * a.body_phantoms), "--shared",
             "--output", str(DOCS / "vertebral_body"), "--device", a.device])
         _stamp(DOCS / "vertebral_body" / "vertebral_body_eval.json")
@@ -55,8 +55,7 @@ def main() -> int:
             "--device", a.device])
         _stamp(DOCS / "vertebral_body_genant48" / "vertebral_body_eval.json")
     if "fracture" in only:
-        from SpineAILib.vertebra_body.evaluate_fracture import main as ev
-
+        ev = get_task("fracture").entry("evaluator")
         ev(["--phantoms", str(a.fracture_phantoms), "--output", str(DOCS / "fracture"), "--device", a.device])
         _stamp(DOCS / "fracture" / "fracture_eval.json")
     return 0
