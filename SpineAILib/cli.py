@@ -13,8 +13,10 @@ Exit codes: 0 success, 2 bad input or usage, 3 model problem, 4 missing dependen
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 
 from SpineAILib import __version__
@@ -32,6 +34,7 @@ from SpineAILib.errors import (  # noqa: F401  (the exit codes are part of this 
     ModelError,
 )
 from SpineAILib.info import info
+from SpineAILib.io.output import check_output_folder
 from SpineAILib.progress import format_machine_progress
 from SpineAILib.tasks import TASKS, get_task, with_entry
 
@@ -73,6 +76,7 @@ def _common(p: argparse.ArgumentParser, output_default: str | None = None) -> No
 
 def _cmd_demo(args: argparse.Namespace, progress: Progress) -> int:
     parse_device(args.device)
+    check_output_folder(args.output)
     report = run_demo(args.output, device=args.device, seed=args.seed, progress=progress)
     progress.close()
     print(f"Wrote {args.output}/spineai-demo.mrb, overview.png and report.json")
@@ -94,11 +98,16 @@ def _cmd_info(args: argparse.Namespace, progress: Progress) -> int:
             print(f"  {k:12s} {v}")
     print(f"device:      {data['device']}")
     print(f"models dir:  {data['models_dir']}")
-    if data["models"]:
-        for m in data["models"]:
-            print(f"  model {m['name']} ({m['task']}, {m['architecture']})")
-    else:
-        print("  no models installed yet")
+    for m in data["models"]:
+        state = "ok (sha256 verified)" if m["ok"] else f"BROKEN: {m['problem']}"
+        print(f"  model {m['name']} ({m['task']}, {m['architecture']}): {state}")
+    if not data["models"]:
+        print("  no models found there: set SPINEAI_MODELS to the folder that holds the SpineAI models "
+              "(Resources/Models of a source checkout)")
+    broken = [m["name"] for m in data["models"] if not m["ok"]]
+    if broken:
+        print(f"spineai info: error: broken model(s): {', '.join(broken)}", file=sys.stderr)
+        return EXIT_MODEL
     print(f"tasks:       {', '.join(data['tasks']) or 'none yet (spineai demo shows the phantoms and scene output)'}")
     return EXIT_OK
 
@@ -147,6 +156,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _warnings_as_messages(command: str):
+    """Python warnings raised during a command (a requested CUDA device that is not there, an
+    input read with a change) printed as one line each, ``spineai <command>: warning: ...``."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"spineai {command}: warning: {message}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -158,14 +179,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return EXIT_INPUT
-    mode = "bar"
+    mode = "bar" if sys.stderr.isatty() else "none"  # no bar frames in a log file
     if getattr(args, "machine_progress", False):
         mode = "machine"
     elif getattr(args, "quiet", False):
         mode = "none"
     progress = Progress(mode)
     try:
-        return _commands()[args.command](args, progress)
+        with _warnings_as_messages(args.command):
+            return _commands()[args.command](args, progress)
     except InputError as exc:
         progress.close()
         print(f"spineai {args.command}: error: {exc}", file=sys.stderr)

@@ -21,5 +21,10 @@ class CancelledError(SpineAIError):
     """The user cancelled a long-running operation."""
 
 
+class InputWarning(UserWarning):
+    """The input was used with a change the user should know about (e.g. direction cosines
+    orthonormalised); the CLI prints it as ``spineai <command>: warning: ...``."""
+
+
 # Exit codes of the ``spineai`` command line (README "Exit codes"): what each error type ends in.
 EXIT_OK, EXIT_ERROR, EXIT_INPUT, EXIT_MODEL, EXIT_DEPENDENCY, EXIT_CANCELLED = 0, 1, 2, 3, 4, 130

@@ -10,7 +10,7 @@ from typing import Any
 
 import SpineAILib
 from SpineAILib.device import describe_device, resolve_device
-from SpineAILib.models import default_models_dir, list_models
+from SpineAILib.models import check_models, default_models_dir
 from SpineAILib.tasks import available_tasks
 
 PACKAGES = ("numpy", "SimpleITK", "scipy", "torch", "monai", "vtk", "slicer-core", "matplotlib", "tqdm")
@@ -47,7 +47,6 @@ def info(device: str = "auto") -> dict[str, Any]:
         "versions": versions(),
         "device": device_summary(device),
         "models_dir": str(models_dir),
-        "models": [{"name": c.name, "task": c.task, "architecture": c.architecture, "metrics": c.metrics}
-                   for c in list_models(models_dir)],
+        "models": check_models(models_dir),
         "tasks": [t.name for t in available_tasks()],
     }

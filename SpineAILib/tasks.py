@@ -16,7 +16,9 @@ a task's code is resolved on first call, so Slicer can list the tasks at start-u
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -132,9 +134,38 @@ def _parse_point(text: str) -> tuple[float, float, float]:
         vals = [float(v) for v in text.replace(";", ",").split(",")]
     except ValueError:
         vals = []
-    if len(vals) != 3:
-        raise InputError(f"--point '{text}' must be three numbers X,Y,Z (RAS mm), e.g. --point 12.5,-40,310.")
+    if len(vals) != 3 or not all(math.isfinite(v) for v in vals):
+        raise InputError(f"--point '{text}' must be three finite numbers X,Y,Z (RAS mm), e.g. --point 12.5,-40,310.")
     return vals[0], vals[1], vals[2]
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number >= 1")
+    return value
+
+
+@contextlib.contextmanager
+def writing_into(folder, option: str = "--output"):
+    """Check ``folder`` before the work (InputError if it cannot be written) and yield a staging
+    folder for the result's files, moved into ``folder`` when all are written; on failure
+    nothing is left (a folder created for this run is removed again while empty)."""
+    from SpineAILib.io.output import check_output_folder, staged_folder
+
+    path, created = check_output_folder(folder, option)
+    try:
+        with staged_folder(path) as stage:
+            yield stage
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                path.rmdir()
+        raise
 
 
 def _timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, float]:
@@ -156,7 +187,7 @@ def _cobb_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", help="radiograph (PNG/JPG/DICOM/NRRD...) or a folder of them")
     p.add_argument("--csv", help="CSV path (default OUTPUT/cobb_angles.csv): image,main,upper,lower,...")
     p.add_argument("--landmarks", metavar="DIR", help="also write <image>.json with the 68 landmarks per image")
-    p.add_argument("--batch-size", type=int, default=4, help="images per network call (default 4)")
+    p.add_argument("--batch-size", type=positive_int, default=4, help="images per network call (default 4)")
 
 
 def _cobb_command(args: argparse.Namespace, progress) -> int:
@@ -165,23 +196,25 @@ def _cobb_command(args: argparse.Namespace, progress) -> int:
 
     from SpineAILib.cobb.outputs import csv_row, write_csv, write_outputs
     from SpineAILib.cobb.predict import estimate_batch, list_images
+    from SpineAILib.io.output import atomic_file, check_output_file
 
     device = _checked_device(args)
     files = list_images(args.input)
-    csv_path = Path(args.csv) if args.csv else Path(args.output) / "cobb_angles.csv"
-    csv_path.parent.mkdir(parents=True, exist_ok=True)
-    results = estimate_batch(files, device=device, batch_size=args.batch_size, progress=progress)
-    rows = []
-    for path, r in zip(files, results, strict=True):
-        rows.append(csv_row(path.name, r))
-        if isinstance(r, InputError):  # one unreadable file must not stop a batch: report it and go on
-            print(f"spineai cobb: {path.name}: {r}", file=sys.stderr)
-            continue
-        if len(files) == 1:
-            _warn("cobb", r.warnings)
-        if args.landmarks:
-            write_outputs(r, args.landmarks, path.name)
-    write_csv(csv_path, rows)
+    csv_path = check_output_file(args.csv or Path(args.output) / "cobb_angles.csv", "--csv")
+    with writing_into(args.landmarks or csv_path.parent, "--landmarks" if args.landmarks else "--csv") as stage:
+        results = estimate_batch(files, device=device, batch_size=args.batch_size, progress=progress)
+        rows = []
+        for path, r in zip(files, results, strict=True):
+            rows.append(csv_row(path.name, r))
+            if isinstance(r, InputError):  # one unreadable file must not stop a batch: report it and go on
+                print(f"spineai cobb: error: {path.name}: {r}", file=sys.stderr)
+                continue
+            if len(files) == 1:
+                _warn("cobb", r.warnings)
+            if args.landmarks:
+                write_outputs(r, stage, path.name)
+        with atomic_file(csv_path) as tmp:
+            write_csv(tmp, rows)
     progress.close()
     failures = sum(isinstance(r, InputError) for r in results)
     print(f"Wrote {csv_path} ({len(files) - failures} image(s){f', {failures} failed' if failures else ''})")
@@ -242,9 +275,10 @@ def _cervical_command(args: argparse.Namespace, progress) -> int:
     from SpineAILib.cervical.outputs import write_outputs
 
     device = _checked_device(args)
-    progress(0.1, "localising")
-    r = localize(args.input, device=device)
-    write_outputs(r, args.output, Path(args.input).name, probability=args.probability)
+    with writing_into(args.output) as stage:
+        progress(0.1, "localising")
+        r = localize(args.input, device=device)
+        write_outputs(r, stage, Path(args.input).name, probability=args.probability)
     progress(1.0, "done")
     progress.close()
     _warn("cervical", r.warnings)
@@ -298,9 +332,10 @@ def _vertebrae_command(args: argparse.Namespace, progress) -> int:
     from SpineAILib.vertebrae.outputs import write_outputs
 
     device = _checked_device(args)
-    image = read_image(args.input)
-    r = locate(image, device=device, progress=progress)
-    write_outputs(r, image, args.output, source=str(args.input))
+    with writing_into(args.output) as stage:
+        image = read_image(args.input)
+        r = locate(image, device=device, progress=progress)
+        write_outputs(r, image, stage, source=str(args.input))
     progress.close()
     _warn("vertebrae", r.warnings)
     noun = "vertebra" if len(r.centroids) == 1 else "vertebrae"
@@ -361,11 +396,12 @@ def _body_command(args: argparse.Namespace, progress) -> int:
     if not args.point:
         raise InputError("Give at least one --point X,Y,Z (RAS mm) on a vertebral body.")
     points = [_parse_point(t) for t in args.point]
-    image = read_image(args.input)
-    centroids = _read_centroids(args, image)
-    progress(0.1, "segmenting")
-    results = segment_many(image, points, "RAS", centroids, device=device)
-    write_body_outputs(results, image, args.output, source=str(args.input))
+    with writing_into(args.output) as stage:
+        image = read_image(args.input)
+        centroids = _read_centroids(args, image)
+        progress(0.1, "segmenting")
+        results = segment_many(image, points, "RAS", centroids, device=device)
+        write_body_outputs(results, image, stage, source=str(args.input))
     progress(1.0, "done")
     progress.close()
     for r in results:
@@ -463,10 +499,11 @@ def _fracture_command(args: argparse.Namespace, progress) -> int:
     from SpineAILib.vertebra_body.outputs import write_fracture_outputs
 
     device = _checked_device(args)
-    image = read_image(args.input)
-    centroids = _read_centroids(args, image)
-    r = assess_ct(image, centroids, device=device, genant=not args.no_genant, progress=progress)
-    write_fracture_outputs(r, args.output, source=str(args.input))
+    with writing_into(args.output) as stage:
+        image = read_image(args.input)
+        centroids = _read_centroids(args, image)
+        r = assess_ct(image, centroids, device=device, genant=not args.no_genant, progress=progress)
+        write_fracture_outputs(r, stage, source=str(args.input))
     progress.close()
     _warn("fracture", r.warnings)
     flagged = [f"{v.name} ({v.status})" for v in r.vertebrae if v.status != "normal"]

@@ -151,7 +151,7 @@ def test_fracture_outputs_round_trip(tmp_path):
     paths = write_fracture_outputs(r, tmp_path, "ct.nii.gz")
     back = read_fracture_outputs(tmp_path)
     assert back.to_dict() == r.to_dict()
-    assert [v.status for v in back.vertebrae] == ["moderate", "moderate"]
+    assert [v.status for v in back.vertebrae] == ["moderate", "fracture"]  # Genant; the classifier alone
     rows = paths["fracture.csv"].read_text(encoding="utf-8").splitlines()
     assert rows[0].startswith("vertebra,fracture_probability") and rows[1].startswith("L1,0.875,2,moderate,wedge")
 

@@ -224,9 +224,10 @@ def test_scene_output_real_mrml():
              VertebraFracture(22, np.array([0.0, 0, -30]), 0.7, None)]
     fn = write_fracture_result(scene, FractureResult(verts, True))
     assert fiducials_ras(fn["normal"])[0] == ["L1"] and fiducials_ras(fn["severe"])[0] == ["L2"]
-    assert fiducials_ras(fn["mild/moderate"])[0] == ["L3"]  # no grade, classifier >= 0.5
+    assert fiducials_ras(fn["fracture, not graded"])[0] == ["L3"]  # no grade, classifier >= 0.5
+    assert "mild/moderate" not in fn
     np.testing.assert_allclose(fn["severe"].GetDisplayNode().GetSelectedColor(), (0.9, 0.1, 0.1))
-    assert table_columns(fn["table"])["Status"] == ["normal", "severe", "moderate"]
+    assert table_columns(fn["table"])["Status"] == ["normal", "severe", "fracture"]
 
 
 # ------------------------------------------------------------------ with the shipped models
@@ -333,5 +334,5 @@ def test_fracture_assessment_withholds_grades_the_ct_does_not_confirm(data_dir):
     for v in r.vertebrae:
         assert v.heights is not None and v.genant is None, v.name
         assert "endplate edge" in v.note, v.note
-        assert v.status == ("moderate" if v.probability >= 0.5 else "normal")
+        assert v.status == ("fracture" if v.probability >= 0.5 else "normal")  # no grade: the classifier alone
     assert any("No Genant grade for T1, T2, T3, T4" in w for w in r.warnings)

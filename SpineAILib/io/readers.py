@@ -7,13 +7,20 @@ radiographs are converted to grayscale (ITU-R BT.601 luma) rather than rejected.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
+import sys
+import tempfile
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from SpineAILib.errors import InputError
+from SpineAILib.errors import InputError, InputWarning
 from SpineAILib.io.image import Image
+from SpineAILib.io.nifti import check_nifti, orthonormalised_copy
 
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 RADIOGRAPH_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
@@ -47,11 +54,22 @@ def _to_grayscale(img):
     return out, f"{n}-component colour image converted to grayscale"
 
 
+def dicom_series_in(folder: Path) -> dict[str, int]:
+    """{series instance UID: number of files} of the DICOM series in a folder (not recursive)."""
+    import SimpleITK as sitk
+
+    reader = sitk.ImageSeriesReader()
+    with native_output():  # GDCM warns on stdout where it finds no series
+        ids = reader.GetGDCMSeriesIDs(str(folder))
+        return {i: len(reader.GetGDCMSeriesFileNames(str(folder), i)) for i in ids}
+
+
 def _read_dicom_folder(folder: Path):
     import SimpleITK as sitk
 
     reader = sitk.ImageSeriesReader()
-    ids = reader.GetGDCMSeriesIDs(str(folder))
+    with native_output():  # GDCM warns on stdout where it finds no series; the message below says so
+        ids = reader.GetGDCMSeriesIDs(str(folder))
     if not ids:
         raise InputError(
             f"Folder {folder} contains no DICOM series. Expected a folder of DICOM slices, or give "
@@ -61,6 +79,72 @@ def _read_dicom_folder(folder: Path):
     best = max(ids, key=lambda i: len(reader.GetGDCMSeriesFileNames(str(folder), i)))
     reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder), best))
     return reader.Execute(), {"dicom_series_uid": best, "n_series_in_folder": len(ids)}
+
+
+@contextlib.contextmanager
+def native_output() -> Iterator[list[str]]:
+    """Capture what C libraries (libjpeg, ITK, GDCM, MetaIO) print to stdout/stderr during the
+    block; the captured text is appended to the yielded list when it ends. Their messages then
+    reach the user as SpineAI's own (an error or a warning), not as raw lines in the output."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    captured: list[str] = []
+    with tempfile.TemporaryFile() as tmp:
+        saved = [os.dup(1), os.dup(2)]
+        try:
+            os.dup2(tmp.fileno(), 1)
+            os.dup2(tmp.fileno(), 2)
+            yield captured
+        finally:
+            with contextlib.suppress(Exception):  # C stdio buffers what it wrote to a file: flush it here
+                ctypes.CDLL(None).fflush(None)
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            tmp.seek(0)
+            captured.append(tmp.read().decode("utf-8", "replace"))
+
+
+def _sitk_read(p: Path, suffix: str, name: str | None = None):
+    import SimpleITK as sitk
+
+    name = name or p.name
+    try:
+        with native_output() as said:
+            img = sitk.ReadImage(str(p))
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
+        raise InputError(f"Could not read {name}: the file is corrupt or not a valid {suffix} image ({first}).") \
+            from None
+    text = " ".join(line.strip() for line in "".join(said).splitlines() if line.strip())
+    if "Premature end of JPEG file" in text:
+        raise InputError(f"{name} is truncated (premature end of the JPEG data): the image is incomplete. Expected "
+                         "a complete radiograph; copy or export it again.")
+    if text:
+        warnings.warn(f"{name}: {text}", InputWarning, stacklevel=3)
+    return img
+
+
+def _read_file(p: Path, suffix: str, meta: dict):
+    """One image file. NIfTI is checked as stored first (truncated data, NaN voxels) and read
+    with orthonormalised direction cosines where SimpleITK refuses them as not orthonormal."""
+    if suffix not in (".nii", ".nii.gz"):
+        return _sitk_read(p, suffix)
+    raw, hdr = check_nifti(p)
+    try:
+        return _sitk_read(p, suffix)
+    except InputError as exc:
+        if hdr is None or "orthonormal" not in str(exc):
+            raise
+    with tempfile.TemporaryDirectory(prefix="spineai-nifti-") as tmp:
+        fixed, deviation = orthonormalised_copy(raw, hdr, Path(tmp) / "orthonormalised.nii", p.name)
+        img = _sitk_read(fixed, suffix, p.name)
+    note = (f"{p.name}: direction cosines off orthonormal by up to {deviation:.1e}; read with the nearest "
+            "orthonormal directions (same spacing and origin).")
+    meta["orthonormalised"] = note
+    warnings.warn(note, InputWarning, stacklevel=3)
+    return img
 
 
 def read_image(path: str | os.PathLike, expect_ndim: int | None = None) -> Image:
@@ -73,7 +157,6 @@ def read_image(path: str | os.PathLike, expect_ndim: int | None = None) -> Image
     Raises:
         InputError: missing or unreadable path, unsupported format, wrong dimensionality.
     """
-    import SimpleITK as sitk
 
     p = Path(path).expanduser()
     if not p.exists():
@@ -89,13 +172,7 @@ def read_image(path: str | os.PathLike, expect_ndim: int | None = None) -> Image
                 f"Unsupported file format '{suffix or p.name}' for {p.name}. Supported: "
                 f"{', '.join(SUPPORTED_SUFFIXES)} or a DICOM series folder."
             )
-        try:
-            img = sitk.ReadImage(str(p))
-        except RuntimeError as exc:
-            first = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
-            raise InputError(
-                f"Could not read {p.name}: the file is corrupt or not a valid {suffix} image ({first})."
-            ) from None
+        img = _read_file(p, suffix, meta)
         if suffix in RADIOGRAPH_SUFFIXES:
             # These formats hold no physical pixel size; SimpleITK reports 1 mm.
             meta["spacing_known"] = False

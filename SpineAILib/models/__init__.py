@@ -3,6 +3,7 @@
 from SpineAILib.models.registry import (  # noqa: F401
     ModelCard,
     cached_model,
+    check_models,
     default_models_dir,
     list_models,
     load_card,

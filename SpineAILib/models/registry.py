@@ -27,12 +27,16 @@ CARD_FIELDS_REQUIRED = ("name", "task", "architecture", "weights", "sha256")
 
 
 def default_models_dir() -> Path:
-    """``$SPINEAI_MODELS`` if set, else the nearest ``Resources/Models`` above this package
-    (the source tree, or the Slicer extension's install tree, which has the same layout)."""
+    """``$SPINEAI_MODELS`` if set; else the models installed with the package (a wheel carries
+    them in ``SpineAILib/_models``); else the nearest ``Resources/Models`` above this package (the
+    source tree, or the Slicer extension's install tree, which has the same layout)."""
     env = os.environ.get("SPINEAI_MODELS")
     if env:
         return Path(env)
     here = Path(__file__).resolve()
+    packaged = here.parents[1] / "_models"
+    if packaged.is_dir():
+        return packaged
     for parent in here.parents:
         cand = parent / "Resources" / "Models"
         if cand.is_dir():
@@ -81,7 +85,8 @@ def load_card(name_or_path: str | os.PathLike, models_dir: str | os.PathLike | N
         p = Path(models_dir or default_models_dir()) / f"{name_or_path}.json"
     if not p.is_file():
         known = ", ".join(c.name for c in list_models(p.parent)) or "none"
-        raise ModelError(f"Model card not found: {p}. Models available there: {known}.")
+        raise ModelError(f"Model card not found: {p}. Models available there: {known}. Set SPINEAI_MODELS to "
+                         "the folder that holds the SpineAI models (Resources/Models of a source checkout).")
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
@@ -93,6 +98,25 @@ def load_card(name_or_path: str | os.PathLike, models_dir: str | os.PathLike | N
     card = ModelCard(**{k: v for k, v in data.items() if k in known_fields and k != "path"})
     card.path = str(p)
     return card
+
+
+def check_models(models_dir: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+    """Every card in the folder with its state: {"file", "name", "task", "architecture", "ok",
+    "problem"}; ``ok`` means the card is valid and its weights exist with the card's sha256."""
+    d = Path(models_dir or default_models_dir())
+    out = []
+    for p in sorted(d.glob("*.json")) if d.is_dir() else []:
+        row: dict[str, Any] = {"file": p.name, "name": p.stem, "task": "", "architecture": "", "ok": False,
+                               "problem": ""}
+        try:
+            card = load_card(p)
+            row.update(name=card.name, task=card.task, architecture=card.architecture, metrics=card.metrics)
+            verify_weights(card)
+            row["ok"] = True
+        except ModelError as exc:
+            row["problem"] = str(exc)
+        out.append(row)
+    return out
 
 
 def list_models(models_dir: str | os.PathLike | None = None) -> list[ModelCard]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from SpineAILib.errors import InputError
-from SpineAILib.io.image import Image, point_inside
+from SpineAILib.io.image import Image, lps_to_ras, point_inside
 from SpineAILib.preprocessing.resample import _sitk_interp
 
 CROP_SIZE_XYZ = (128, 128, 64)  # voxels at CROP_SPACING: x (right-left), y (AP), z (SI)
@@ -44,10 +44,11 @@ def crop_around(image: Image, point_lps, size_xyz=CROP_SIZE_XYZ, spacing: float 
     if not np.all(np.isfinite(p)):
         raise InputError(f"The point {p.tolist()} is not a finite position (mm).")
     if not point_inside(img, p):
-        lo = img.index_to_physical(np.zeros(3))
-        hi = img.index_to_physical(np.array(img.size) - 1.0)
-        raise InputError(f"The point (LPS {p.round(1).tolist()} mm) lies outside the image, which spans "
-                         f"{np.minimum(lo, hi).round(1).tolist()} to {np.maximum(lo, hi).round(1).tolist()} mm. "
+        # reported in RAS, the space users (Slicer, --point) give points in
+        corners = np.array([lps_to_ras(img.index_to_physical(np.array(c, float) * (np.array(img.size) - 1.0)))
+                            for c in np.ndindex(2, 2, 2)])
+        raise InputError(f"The point (RAS {lps_to_ras(p).round(1).tolist()} mm) lies outside the image, which "
+                         f"spans RAS {corners.min(0).round(1).tolist()} to {corners.max(0).round(1).tolist()} mm. "
                          "Click on a vertebral body inside the CT.")
     size = np.array(size_xyz, int)
     origin = p - (size // 2) * spacing

@@ -18,7 +18,7 @@ from SpineAILib import anatomy
 from SpineAILib.device import resolve_device
 from SpineAILib.errors import InputError
 from SpineAILib.io import Image, read_image
-from SpineAILib.io.image import lps_to_ras
+from SpineAILib.io.image import lps_to_ras, point_inside
 from SpineAILib.models import cached_model
 from SpineAILib.preprocessing import check_image, resample_to_canonical
 from SpineAILib.preprocessing.intensity import scale_hu
@@ -31,7 +31,9 @@ from SpineAILib.vertebra_body.predict import grade_along_column, segment
 TASK = "Fracture assessment"
 MODEL_NAME = "fracture_classifier"
 FRACTURE_PROBABILITY_THRESHOLD = 0.5
-COLORS = {"normal": (0.1, 0.8, 0.2), "mild": (1.0, 0.55, 0.0), "moderate": (1.0, 0.55, 0.0), "severe": (0.9, 0.1, 0.1)}
+COLORS = {"normal": (0.1, 0.8, 0.2), "mild": (1.0, 0.55, 0.0), "moderate": (1.0, 0.55, 0.0), "severe": (0.9, 0.1, 0.1),
+          "fracture": (1.0, 0.3, 0.0)}
+STATUSES = ("normal", "mild", "moderate", "severe", "fracture")
 
 
 @dataclass
@@ -49,11 +51,12 @@ class VertebraFracture:
 
     @property
     def status(self) -> str:
-        """normal / mild / moderate / severe: the Genant grade when measured, else the classifier
-        (probability >= 0.5 counts as a fracture of unknown grade: 'moderate')."""
+        """One rule: the Genant grade where the body was graded (normal, mild, moderate, severe);
+        otherwise the voxel classifier alone, which gives no grade: "fracture" (probability >=
+        0.5) or "normal"."""
         if self.genant is not None:
             return self.genant.label
-        return "moderate" if self.probability >= FRACTURE_PROBABILITY_THRESHOLD else "normal"
+        return "fracture" if self.probability >= FRACTURE_PROBABILITY_THRESHOLD else "normal"
 
     def to_dict(self) -> dict:
         g = self.genant
@@ -125,6 +128,15 @@ def assess_fractures(image: Image | str | os.PathLike, centroids: dict[int, np.n
     warnings: list[str] = []
     seconds: dict[str, float] = {}
     centroids = {int(k): np.asarray(v, float) for k, v in centroids.items() if int(k) in anatomy.VERTEBRAE}
+    outside = [lab for lab in anatomy.ORDER if lab in centroids and not point_inside(img, centroids[lab])]
+    if outside:
+        where = ", ".join(f"{anatomy.vertebra_name(lab)} (RAS {lps_to_ras(centroids[lab]).round(1).tolist()} mm)"
+                          for lab in outside)
+        if len(outside) == len(centroids):
+            raise InputError(f"Every centroid lies outside the CT: {where}. Expected the centroids of this CT "
+                             "(made on another scan, or in LPS where RAS was expected?).")
+        warnings.append(f"Centroids outside the CT, not assessed: {where}.")
+        centroids = {lab: c for lab, c in centroids.items() if lab not in outside}
     if not centroids:
         warnings.append("No vertebrae to assess (no centroids given or found).")
         return FractureResult([], False, [], warnings, seconds)
@@ -162,9 +174,9 @@ def assess_fractures(image: Image | str | os.PathLike, centroids: dict[int, np.n
             v.genant = g
         ungraded = [v.name for v, ok in zip(out, confirmed, strict=True) if not ok]
         if ungraded:
-            warnings.append(f"No Genant grade for {', '.join(ungraded)}: the body segment is missing or not "
-                            "confirmed by endplate edges in the CT (see each vertebra's note); their status is the "
-                            "voxel classifier's alone.")
+            warnings.append(f"No Genant grade for {', '.join(ungraded)}: the body segment is missing, cut by the "
+                            "field of view or not confirmed by endplate edges in the CT (see each vertebra's note); "
+                            "their status is the voxel classifier's alone (fracture or normal, no grade).")
         seconds["genant"] = round(time.perf_counter() - t, 3)
     seconds["total"] = round(time.perf_counter() - t0, 3)
     return FractureResult(out, bool(comps), comps, warnings, seconds)

@@ -178,6 +178,11 @@ def si_axis_from(label: int | None, centroids: dict[int, np.ndarray] | None) -> 
     return v / np.linalg.norm(v) if np.linalg.norm(v) > 0 else None
 
 
+def touches_border(mask: np.ndarray) -> bool:
+    """Whether a mask (any number of axes) has a voxel on a face of its array."""
+    return any(np.take(mask, i, axis=ax).any() for ax in range(mask.ndim) for i in (0, -1))
+
+
 def grade_heights(heights: dict[str, float], edges_found: int = 6,
                   neighbour_posterior_mm: list[float] | None = None):
     """Genant grade of measured heights (mm, keys anterior/middle/posterior) and the warnings
@@ -237,6 +242,10 @@ def segment(image: Image | str | os.PathLike, point, space: str = "RAS", centroi
                 if region.take(0, axis="zyx".index(ax)).any() or region.take(s - 1, axis="zyx".index(ax)).any()]
     if touching:
         warnings.append(f"The segment reaches the crop border ({', '.join(touching)}): it may include a neighbour.")
+    if touches_border(mask):  # part of the body lies beyond the CT: heights and grade would be of a piece
+        g = None
+        warnings.append("The body is cut by the CT's field of view (its segment reaches the image border): the "
+                        "heights are of the part in view and no Genant grade is given.")
     inside = box_values >= 0.5
     mean_hu = float(img.array[box][inside].mean()) if inside.any() else float(np.mean(crop.array[region]))
     return BodyResult(name, label, p, mask, float(m["volume_ml"]), mean_hu, heights, g,

@@ -3,7 +3,8 @@ body 1") in a segmentation node, and a measurements table (volume, mean HU, heig
 
 Fracture assessment -> MRML: a table per vertebra (classifier probability, Genant grade,
 deformity, heights, status) and the vertebra points coloured by status: green normal, orange
-mild/moderate, red severe (one point list per status, since a point list has one colour)."""
+mild/moderate, red severe, orange-red a fracture the classifier alone found (no grade); one point
+list per status group, since a point list has one colour."""
 
 from __future__ import annotations
 
@@ -66,7 +67,8 @@ def write_body_results(scene, image: Image, results: list[BodyResult], reference
 
 
 
-STATUS_GROUPS = {"normal": ("normal",), "mild/moderate": ("mild", "moderate"), "severe": ("severe",)}
+STATUS_GROUPS = {"normal": ("normal",), "mild/moderate": ("mild", "moderate"), "severe": ("severe",),
+                 "fracture, not graded": ("fracture",)}
 
 
 def fracture_columns(result: FractureResult) -> dict[str, list]:
