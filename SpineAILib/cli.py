@@ -36,7 +36,7 @@ from SpineAILib.errors import (  # noqa: F401  (the exit codes are part of this 
 from SpineAILib.info import info
 from SpineAILib.io.output import check_output_folder
 from SpineAILib.progress import format_machine_progress
-from SpineAILib.tasks import TASKS, get_task, with_entry
+from SpineAILib.tasks import TASKS, get_task, with_entry, writing_into
 
 
 class Progress:
@@ -76,8 +76,8 @@ def _common(p: argparse.ArgumentParser, output_default: str | None = None) -> No
 
 def _cmd_demo(args: argparse.Namespace, progress: Progress) -> int:
     parse_device(args.device)
-    check_output_folder(args.output)
-    report = run_demo(args.output, device=args.device, seed=args.seed, progress=progress)
+    with writing_into(args.output) as stage:
+        report = run_demo(stage, device=args.device, seed=args.seed, progress=progress)
     progress.close()
     print(f"Wrote {args.output}/spineai-demo.mrb, overview.png and report.json")
     for name, task in report["tasks"].items():
@@ -119,7 +119,10 @@ def _cmd_entry(kind: str) -> Callable[[argparse.Namespace, Progress], int]:
         if args.task is None:
             raise InputError(f"Name the task: spineai {args.command} TASK [options], TASK one of "
                              f"{', '.join(with_entry(kind))} ('spineai {args.command} TASK --help' lists its options).")
-        return int(get_task(args.task).entry(kind)(args.rest) or 0)
+        task = get_task(args.task)
+        if "--output" in args.rest[:-1]:  # checked before a long run, not after it
+            check_output_folder(args.rest[args.rest.index("--output") + 1])
+        return int(task.entry(kind)(args.rest) or 0)
 
     return run
 

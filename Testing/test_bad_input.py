@@ -173,6 +173,9 @@ def test_option_errors_are_usage_errors(tmp_path, capsys):
         assert e.value.code == 0, args
     assert "cobb, cervical, vertebrae" in capsys.readouterr().out
     assert main(["train"]) == EXIT_INPUT and "Name the task" in capsys.readouterr().err
+    (tmp_path / "a_file").write_text("x")
+    assert main(["train", "vertebrae", "--output", str(tmp_path / "a_file"), "--phantoms", "0"]) == EXIT_INPUT
+    assert "is a file; expected a folder" in capsys.readouterr().err
     for bad in ("nan,1,2", "1,2", "1,x,3", "inf,0,0"):
         assert main(["vertebral-body", str(png), "--point", bad, "--output", str(tmp_path / "o")]) == EXIT_INPUT
         err = capsys.readouterr().err
