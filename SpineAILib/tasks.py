@@ -174,10 +174,20 @@ def _timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, floa
     return fn(*args, **kwargs), time.perf_counter() - t
 
 
-def _read_centroids(args: argparse.Namespace, image):
+def read_centroids_option(path, image):
+    """``--centroids``: a centroid file (SpineAI centroids.json, VerSe *_ctd.json, CSI .lml), or a
+    TotalSegmentator folder whose vertebra masks give the body centres. {VerSe label: LPS mm}."""
     from SpineAILib.io.centroids import read_centroids_file
+    from SpineAILib.io.totalseg import read_totalseg_vertebrae, totalseg_folder
+    from SpineAILib.postprocessing import body_centroids_from_mask
 
-    return read_centroids_file(args.centroids, image) if args.centroids else None
+    if totalseg_folder(path) is not None:
+        return body_centroids_from_mask(read_totalseg_vertebrae(path))[0]
+    return read_centroids_file(path, image)
+
+
+def _read_centroids(args: argparse.Namespace, image):
+    return read_centroids_option(args.centroids, image) if args.centroids else None
 
 
 # ------------------------------------------------------------------------------------ cobb
@@ -201,7 +211,8 @@ def _cobb_command(args: argparse.Namespace, progress) -> int:
     device = _checked_device(args)
     files = list_images(args.input)
     csv_path = check_output_file(args.csv or Path(args.output) / "cobb_angles.csv", "--csv")
-    with writing_into(args.landmarks or csv_path.parent, "--landmarks" if args.landmarks else "--csv") as stage:
+    landmarks = writing_into(args.landmarks, "--landmarks") if args.landmarks else contextlib.nullcontext()
+    with landmarks as stage:
         results = estimate_batch(files, device=device, batch_size=args.batch_size, progress=progress)
         rows = []
         for path, r in zip(files, results, strict=True):
@@ -382,7 +393,8 @@ register(Task(
 def _body_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", help="CT volume (Hounsfield units)")
     p.add_argument("--point", action="append", metavar="X,Y,Z", help="a point on a vertebral body, RAS mm (repeatable)")
-    p.add_argument("--centroids", help="vertebra centroids (centroids.json / VerSe *_ctd.json) to name the bodies")
+    p.add_argument("--centroids", help="vertebra centroids to name the bodies (centroids.json, VerSe *_ctd.json, "
+                   "CSI .lml, or a TotalSegmentator segmentations folder)")
 
 
 def _body_command(args: argparse.Namespace, progress) -> int:
@@ -489,7 +501,8 @@ def assess_ct(image, centroids=None, device: str = "auto", models_dir=None, gena
 
 def _fracture_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", help="CT volume (Hounsfield units)")
-    p.add_argument("--centroids", help="vertebra centroids (centroids.json / VerSe *_ctd.json); default: found first")
+    p.add_argument("--centroids", help="vertebra centroids (centroids.json, VerSe *_ctd.json, CSI .lml, or a "
+                   "TotalSegmentator segmentations folder); default: found first")
     p.add_argument("--no-genant", action="store_true", help="voxel classifier only (no body segmentation/heights)")
 
 

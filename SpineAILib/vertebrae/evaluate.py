@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from SpineAILib import anatomy
+from SpineAILib.io import Image
 from SpineAILib.io.image import point_inside
 from SpineAILib.vertebrae.data import folder_cases, phantom_case, shared_ct_cases
 from SpineAILib.vertebrae.predict import locate
@@ -99,6 +100,49 @@ def by_numbering(per_case: list[dict]) -> dict:
     (``VertebraResult.numbering``: "ribs", "C1", "S1", "L5"; "none" = the network alone, the
     scans ``locate`` warns about), in that order."""
     return _grouped(per_case, ("ribs", "C1", "S1", "L5", "none"), lambda c: c.get("numbering") or "none")
+
+
+def mask_label_at(reference: Image, point_lps: np.ndarray) -> int:
+    """The reference label map's value at a point (nearest voxel; 0 outside the image)."""
+    idx = np.round(reference.physical_to_index(np.asarray(point_lps, float))).astype(int)
+    if np.any(idx < 0) or np.any(idx >= np.array(reference.size)):
+        return 0
+    return int(reference.array[idx[2], idx[1], idx[0]])
+
+
+def score_masks(pred: dict[int, np.ndarray], reference: Image, complete: set[int],
+                body_centres: dict[int, np.ndarray] | None = None) -> dict:
+    """Predicted centroids ({VerSe label: LPS mm}) scored by the reference masks they lie in.
+
+    Each prediction is "correct" (inside the mask of the vertebra it names), "wrong" (inside
+    another vertebra's mask) or "outside" (in no vertebra's mask: beside the spine, or in a
+    vertebra the reference does not hold). A ``complete`` reference vertebra (one not cut by the
+    field of view) is identified when a prediction naming it lies inside its mask; ``found_as``
+    gives, per complete vertebra, the label of the prediction inside its mask (None: none there).
+    Distances are from correct predictions to ``body_centres`` (mm)."""
+    rows, found_as = [], {}
+    for lab, p in pred.items():
+        inside = mask_label_at(reference, p)
+        kind = "correct" if inside == lab else ("outside" if inside == 0 else "wrong")
+        dist = None
+        if kind == "correct" and body_centres and lab in body_centres:
+            dist = float(np.linalg.norm(np.asarray(p, float) - np.asarray(body_centres[lab], float)))
+        rows.append({"label": int(lab), "name": anatomy.vertebra_name(lab), "inside": inside, "kind": kind,
+                     "distance_mm": dist})
+        if inside in complete:
+            found_as.setdefault(inside, int(lab))
+    identified = sorted((r["label"] for r in rows if r["kind"] == "correct" and r["label"] in complete),
+                        key=anatomy.ORDER.index)
+    dists = [r["distance_mm"] for r in rows if r["distance_mm"] is not None]
+    return {"complete": [anatomy.vertebra_name(v) for v in sorted(complete, key=anatomy.ORDER.index)],
+            "identified": [anatomy.vertebra_name(v) for v in identified],
+            "id_rate": len(identified) / len(complete) if complete else None,
+            "correct": sum(r["kind"] == "correct" for r in rows), "wrong": sum(r["kind"] == "wrong" for r in rows),
+            "outside": sum(r["kind"] == "outside" for r in rows),
+            "distance_mean_mm": float(np.mean(dists)) if dists else None,
+            "found_as": {anatomy.vertebra_name(v): (None if v not in found_as else anatomy.vertebra_name(found_as[v]))
+                         for v in sorted(complete, key=anatomy.ORDER.index)},
+            "rows": rows}
 
 
 def evaluate_cases(cases, device: str = "auto", models_dir=None, log=print) -> dict:
