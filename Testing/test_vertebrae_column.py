@@ -150,7 +150,9 @@ def test_c1_and_c2_at_the_top_of_the_column_fix_the_numbering():
     assert [i.anchor for i in inst[:2]] == [T("C1"), T("C2")] and all(i.anchor is None for i in inst[2:])
     details = {}
     cents = fuse(prob, index, ref, hu=hu, details=details)[0]
-    assert sorted(cents) == [T(n) for n in ("C1", "C2", "C3", "C4", "C5")] and details == {"numbering": "C1"}
+    # the network reads one level high: the anchor moves it by -1, below the disagreement that is reported
+    assert sorted(cents) == [T(n) for n in ("C1", "C2", "C3", "C4", "C5")]
+    assert details == {"numbering": "C1", "disagreement": -1.0}
     for lab, c in centres.items():
         np.testing.assert_allclose(cents[lab], c, atol=2.1)  # C1/C2 cut in their nominal proportion
 
@@ -168,7 +170,9 @@ def test_a_small_c1_is_kept_by_the_disc_fusion_next_to_a_full_vertebra(monkeypat
     prob[c1, 17:23, 17:23] = 0.9
     details = {}
     cents = fuse(prob, index, ref, hu=hu, details=details)[0]
-    assert sorted(cents) == [T(n) for n in ("C1", "C2", "C3", "C4", "C5")] and details == {"numbering": "C1"}
+    # the network reads one level high: the anchor moves it by -1, below the disagreement that is reported
+    assert sorted(cents) == [T(n) for n in ("C1", "C2", "C3", "C4", "C5")]
+    assert details == {"numbering": "C1", "disagreement": -1.0}
     # within two slices: the C2 slice in C1's nominal share holds four times a C1 slice's voxels
     np.testing.assert_allclose(cents[T("C1")], centres[T("C1")], atol=4.1)
     monkeypatch.setattr(predict, "NEIGHBOUR_MIN_VOTES_MM3", 3000.0)  # the paper's floor alone
@@ -188,7 +192,7 @@ def test_no_c1_anchor_without_a_long_top_or_below_c3():
     assert all(i.anchor is None for i in inst)
     details = {}
     assert sorted(fuse(prob, index, ref, hu=hu, details=details)[0]) == [T(n) for n in ("C3", "C4", "C5", "C6")]
-    assert details == {"numbering": None}  # the network alone: locate() warns
+    assert details == {"numbering": None, "disagreement": 0.0}  # the network alone: locate() warns
     ref, hu, prob, index, _ = _cervical_top(6.0)  # the network reads the top as C6/C5
     assert all(i.anchor is None for i in column_instances(hu, prob, index, ref)[0])
     found = [(np.arange(40, 55), np.arange(40, 60)), (np.arange(25, 35), np.arange(23, 38)),
@@ -223,21 +227,22 @@ def test_ribs_fix_the_numbering_at_the_thoracolumbar_transition():
                                             size=(0, 60, 120))
     details = {}
     cents = fuse(prob, index, ref, hu=hu, details=details)[0]
-    assert sorted(cents) == sorted(labs) and details == {"numbering": "ribs"}
+    assert sorted(cents) == sorted(labs) and details == {"numbering": "ribs", "disagreement": -1.0}
     ref, hu, prob, index, centres = _column(labs, index_offset=0.0, ribs={T("T10"), T("T11"), T("T12")},
                                             size=(0, 60, 120))
     fuse(prob, index, ref, hu=hu, details=details)
-    assert details == {"numbering": "ribs"}  # the ribs confirm the network's numbering: still fixed by them
+    assert details == {"numbering": "ribs", "disagreement": 0.0}  # the ribs confirm the network's numbering
     fuse(prob, index, ref, mode="slice", details=details)
-    assert details == {"numbering": None}  # the other modes use no landmark
+    assert details == {"numbering": None, "disagreement": 0.0}  # the other modes use no landmark
     ref, hu, prob, index, centres = _column(labs, index_offset=1.0, size=(0, 60, 40))  # +-40 mm: windows unseen
     no_ribs = fuse(prob, index, ref, hu=hu, details=details)[0]
-    assert details == {"numbering": None}
+    assert details == {"numbering": None, "disagreement": 0.0}
     assert sorted(no_ribs) == sorted(lab + 1 for lab in labs)
     # the windows in view and no rib anywhere: six vertebrae without ribs can only be L1-S1
     ref, hu, prob, index, centres = _column(labs, index_offset=1.0, size=(0, 60, 120))
     ribless = fuse(prob, index, ref, hu=hu, details=details)[0]
-    assert details == {"numbering": "ribs"}
+    # the network read T11-L4 (one level high): moved two levels down, a disagreement that is reported
+    assert details == {"numbering": "ribs", "disagreement": 2.0}
     assert sorted(ribless) == [T(n) for n in ("L1", "L2", "L3", "L4", "L5", "S1")]
 
 

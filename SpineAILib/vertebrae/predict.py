@@ -52,6 +52,9 @@ BORDER = (20, 16, 16)
 # the paper's floor drops C1 (no body; about 2 ml detected) and vertebrae cut by the field of
 # view; the neighbour keeps a crop's fragments out (pieces of one vertebra of 1-2 ml)
 NEIGHBOUR_MIN_VOTES_MM3 = 1500.0
+# an anchor (ribs, C1, sacrum) that moves the numbering this many levels or more from the
+# network's own reading is reported, and the confidence of every label halved
+DISAGREEMENT_LEVELS = 1.5
 NO_LANDMARK_WARNING = (
     "Nothing in view fixed the numbering (no clean rib transition at C7/T1 or T12/L1, no C1 at the top, no "
     "sacrum with the pelvis): the labels rest on the identification network alone and may be off by one or "
@@ -247,7 +250,9 @@ def fuse(prob: np.ndarray, index: np.ndarray, reference: Image, threshold: float
 
     ``details``, if given, receives ``"numbering"``: what in the image fixed the labels in mode
     "discs" (:func:`SpineAILib.vertebrae.column.label_instances`; None: the network alone, and
-    always None in the other modes).
+    always None in the other modes), and ``"disagreement"``: how many levels that anchor moved
+    the numbering from the network's own reading (the median over the labelled vertebrae; 0
+    without an anchor). From :data:`DISAGREEMENT_LEVELS` on, every confidence is halved.
     """
 
     if mode not in FUSION_MODES:
@@ -258,6 +263,7 @@ def fuse(prob: np.ndarray, index: np.ndarray, reference: Image, threshold: float
         return fuse_by_discs(prob, index, reference, hu, threshold, min_votes_mm3, details)
     if details is not None:
         details["numbering"] = None
+        details["disagreement"] = 0.0
     mask = prob > threshold
     voted_index = index if mode == "voxel" else slice_consensus(prob, index, threshold, ordered=mode == "ordered")
     lab = np.where(mask, np.clip(np.rint(voted_index), 0, 26), 0).astype(np.uint8)
@@ -292,8 +298,15 @@ def fuse_by_discs(prob: np.ndarray, index: np.ndarray, reference: Image, hu: np.
     sacral = sacral_instances(hu, prob, index, reference, threshold)
     instances, owner = sacral if sacral is not None else column_instances(hu, prob, index, reference, threshold)
     labels, _, numbering = label_instances(instances, hu, reference)
+    # how far the image's anchor moved the numbering from what the network reads (levels): where
+    # they disagree, the labels follow the anchor, say so, and are less certain
+    gaps = [lab - inst.median_index for inst, lab in zip(instances, labels, strict=True)
+            if lab is not None and lab <= anatomy.vertebra_label("L5")]
+    disagreement = float(np.median(gaps)) if numbering is not None and gaps else 0.0
+    doubt = 0.5 if abs(disagreement) >= DISAGREEMENT_LEVELS else 1.0
     if details is not None:
         details["numbering"] = numbering
+        details["disagreement"] = disagreement
     voxel_mm3 = float(np.prod(reference.spacing))
     run = np.array([inst.median_index for inst in instances]) - np.arange(len(instances))
     fit = float(np.median(run)) if len(run) else 0.0
@@ -313,7 +326,7 @@ def fuse_by_discs(prob: np.ndarray, index: np.ndarray, reference: Image, hu: np.
         # real CT is off and compressed (totalseg_example: all but one 0.0 with the fit term):
         # the detection probability alone
         fits = 1.0 if sacral is not None else 1.0 - 2.0 * abs(inst.median_index - n - fit)
-        conf[lab] = float(np.clip(inst.probability * fits, 0.0, 1.0))
+        conf[lab] = float(np.clip(inst.probability * fits * doubt, 0.0, 1.0))
         value[n + 1] = lab
     return cents, conf, value[owner]
 
@@ -382,6 +395,11 @@ def locate(image: Image | str | os.PathLike, device: str = "auto", models_dir=No
                         "(too small, no spine, or not a CT).")
     elif details["numbering"] is None:
         warnings.append(NO_LANDMARK_WARNING)
+    elif abs(details.get("disagreement", 0.0)) >= DISAGREEMENT_LEVELS:
+        where = {"ribs": "rib pattern", "C1": "C1 at the top", "S1": "sacrum", "L5": "pelvis below L5"}
+        warnings.append(f"The {where.get(details['numbering'], details['numbering'])} in view numbers the vertebrae "
+                        f"{details['disagreement']:+.1f} levels from what the identification network reads: the labels "
+                        "follow the image, but the two disagree (the confidences are halved); check them.")
     warnings += order_warnings(cents)
     seconds["total"] = time.perf_counter() - t0
     if progress:
