@@ -9,8 +9,9 @@ its CLI arguments and command, its demo entry and its trainer / evaluator / expo
 Task packages never import each other; where one task runs another (``fracture`` labels the
 vertebrae first when no centroids are given) the composition is written here.
 
-Importing this module imports no task package, no torch and no SimpleITK: every reference to
-a task's code is resolved on first call, so Slicer can list the tasks at start-up.
+Importing this module imports no task package and no torch: every reference to a task's code is
+resolved on first call (shared layers are imported at the top), so Slicer can list the tasks at
+start-up without loading them.
 """
 
 from __future__ import annotations
@@ -25,7 +26,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from SpineAILib import anatomy
+from SpineAILib.device import parse_device
 from SpineAILib.errors import EXIT_INPUT, EXIT_OK, InputError
+from SpineAILib.io import Image, read_image
+from SpineAILib.io.centroids import read_centroids_file
+from SpineAILib.io.output import atomic_file, check_output_file, check_output_folder, staged_folder
+from SpineAILib.io.totalseg import read_totalseg_vertebrae, totalseg_folder
+from SpineAILib.metrics import binary_metrics, dice
+from SpineAILib.postprocessing import body_centroids_from_mask
+from SpineAILib.preprocessing import check_image
+from SpineAILib.progress import SubProgress
 
 # ------------------------------------------------------------------------------ the registry
 
@@ -123,8 +134,6 @@ def _warn(command: str, messages: list[str], prefix: str = "") -> None:
 
 
 def _checked_device(args: argparse.Namespace) -> str:
-    from SpineAILib.device import parse_device
-
     parse_device(args.device)
     return args.device
 
@@ -155,7 +164,6 @@ def writing_into(folder, option: str = "--output"):
     """Check ``folder`` before the work (InputError if it cannot be written) and yield a staging
     folder for the result's files, moved into ``folder`` when all are written; on failure
     nothing is left (a folder created for this run is removed again while empty)."""
-    from SpineAILib.io.output import check_output_folder, staged_folder
 
     path, created = check_output_folder(folder, option)
     try:
@@ -177,9 +185,6 @@ def _timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, floa
 def read_centroids_option(path, image):
     """``--centroids``: a centroid file (SpineAI centroids.json, VerSe *_ctd.json, CSI .lml), or a
     TotalSegmentator folder whose vertebra masks give the body centres. {VerSe label: LPS mm}."""
-    from SpineAILib.io.centroids import read_centroids_file
-    from SpineAILib.io.totalseg import read_totalseg_vertebrae, totalseg_folder
-    from SpineAILib.postprocessing import body_centroids_from_mask
 
     if totalseg_folder(path) is not None:
         return body_centroids_from_mask(read_totalseg_vertebrae(path))[0]
@@ -206,7 +211,6 @@ def _cobb_command(args: argparse.Namespace, progress) -> int:
 
     from SpineAILib.cobb.outputs import csv_row, write_csv, write_outputs
     from SpineAILib.cobb.predict import estimate_batch, list_images
-    from SpineAILib.io.output import atomic_file, check_output_file
 
     device = _checked_device(args)
     files = list_images(args.input)
@@ -301,7 +305,6 @@ def _cervical_command(args: argparse.Namespace, progress) -> int:
 def _cervical_demo(ctx) -> dict:
     from SpineAILib.cervical import localize
     from SpineAILib.cervical.scene import write_cervical_result
-    from SpineAILib.metrics import binary_metrics
 
     cerv = ctx.cervical
     pred, seconds = _timed(localize, cerv.image, device=ctx.device)
@@ -338,7 +341,6 @@ def _vertebrae_arguments(p: argparse.ArgumentParser) -> None:
 def _vertebrae_command(args: argparse.Namespace, progress) -> int:
     """Vertebra labelling: DIR/centroids.json (RAS), centroids_ctd.json (VerSe), centroids.mrk.json,
     vertebrae.nii.gz, vertebrae.seg.nrrd and report.json."""
-    from SpineAILib.io import read_image
     from SpineAILib.vertebrae import locate
     from SpineAILib.vertebrae.outputs import write_outputs
 
@@ -357,7 +359,6 @@ def _vertebrae_command(args: argparse.Namespace, progress) -> int:
 
 
 def _vertebrae_demo(ctx) -> dict:
-    from SpineAILib import anatomy
     from SpineAILib.vertebrae import locate
     from SpineAILib.vertebrae.evaluate import match, summarize
     from SpineAILib.vertebrae.scene import write_vertebrae_result
@@ -400,7 +401,6 @@ def _body_arguments(p: argparse.ArgumentParser) -> None:
 def _body_command(args: argparse.Namespace, progress) -> int:
     """Click-to-segment: DIR/vertebral_body.nii.gz (label map on the CT grid, value = click number)
     and DIR/measurements.json (volume, mean HU, heights, Genant per body)."""
-    from SpineAILib.io import read_image
     from SpineAILib.vertebra_body import segment_many
     from SpineAILib.vertebra_body.outputs import write_body_outputs
 
@@ -427,8 +427,6 @@ def _body_command(args: argparse.Namespace, progress) -> int:
 
 
 def _body_demo(ctx) -> dict:
-    from SpineAILib import anatomy
-    from SpineAILib.metrics import dice
     from SpineAILib.vertebra_body import segment_many
     from SpineAILib.vertebra_body.scene import write_body_results
 
@@ -478,13 +476,10 @@ def assess_ct(image, centroids=None, device: str = "auto", models_dir=None, gena
     """Fracture assessment of a CT (:func:`SpineAILib.vertebra_body.assess_fractures`); without
     ``centroids`` ({VerSe label: LPS mm}) the vertebrae are found and labelled first
     (:func:`SpineAILib.vertebrae.locate`), whose warnings and time the result then carries."""
-    from SpineAILib.io import Image, read_image
-    from SpineAILib.progress import SubProgress
     from SpineAILib.vertebra_body import assess_fractures
 
     if centroids is not None:
         return assess_fractures(image, centroids, device, models_dir, genant, progress, cancel)
-    from SpineAILib.preprocessing import check_image
     from SpineAILib.vertebrae import locate
 
     t0 = time.perf_counter()
@@ -508,7 +503,6 @@ def _fracture_arguments(p: argparse.ArgumentParser) -> None:
 
 def _fracture_command(args: argparse.Namespace, progress) -> int:
     """Fracture assessment per vertebra: DIR/fracture.json and DIR/fracture.csv."""
-    from SpineAILib.io import read_image
     from SpineAILib.vertebra_body.outputs import write_fracture_outputs
 
     device = _checked_device(args)
