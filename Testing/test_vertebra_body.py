@@ -158,7 +158,7 @@ def test_aggregation_on_synthetic_probability_maps():
 
 
 def test_roc_auc():
-    from SpineAILib.vertebra_body.evaluate_fracture import roc_auc, roc_points
+    from SpineAILib.metrics import roc_auc, roc_points
 
     assert roc_auc([0.9, 0.8, 0.1, 0.2], [1, 1, 0, 0]) == 1.0
     assert roc_auc([0.1, 0.2, 0.9, 0.8], [1, 1, 0, 0]) == 0.0

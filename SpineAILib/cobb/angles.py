@@ -32,6 +32,16 @@ N_VERTEBRAE = 17
 N_LANDMARKS = 68
 
 
+# Severity classes of a scoliotic curve by its Cobb angle (degrees): below 10 is not called
+# scoliosis; 10-25 mild, 25-40 moderate, 40 and above severe (the usual clinical bands).
+SEVERITY_BANDS = ((10.0, "none"), (25.0, "mild"), (40.0, "moderate"), (float("inf"), "severe"))
+
+
+def severity(angle_deg: float) -> str:
+    """"none" (< 10 degrees), "mild" (10-25), "moderate" (25-40) or "severe" (>= 40)."""
+    return next(label for limit, label in SEVERITY_BANDS if angle_deg < limit)
+
+
 @dataclass
 class Curve:
     """One Cobb angle with the vertebrae that bound it (names like "T5") and its apex."""
@@ -41,8 +51,13 @@ class Curve:
     lower_end: str
     apex: str
 
+    @property
+    def severity(self) -> str:
+        """The curve's severity class (:func:`severity`)."""
+        return severity(self.angle_deg)
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "severity": self.severity}
 
 
 @dataclass

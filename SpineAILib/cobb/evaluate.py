@@ -2,9 +2,12 @@
 
     spineai evaluate cobb --data $SPINEAI_DATA/aasce --subset val --csv val.csv
 
-Reports SMAPE (the AASCE formula), MAE per angle (degrees), mean landmark error (pixels) and
-writes one CSV row per image. ``--subset`` picks cases from the split file (default: our fixed
-validation split); "all" evaluates every case of the folder.
+Reports SMAPE (the AASCE formula), MAE per angle (degrees), the clinical agreement per angle
+(ICC(2,1), Bland-Altman bias and 95 % limits, share within 5 and 10 degrees), severity-class
+agreement of the main curve, whether the confidence picks the images with SMAPE > 15 % (ROC AUC,
+Spearman correlation), mean landmark error (pixels), and writes one CSV row per image.
+``--subset`` picks cases from the split file (default: our fixed validation split); "all"
+evaluates every case of the folder.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from SpineAILib.cobb.angles import smape
+from SpineAILib.cobb.angles import severity, smape
 from SpineAILib.cobb.data import load_aasce
 from SpineAILib.cobb.predict import estimate
+from SpineAILib.metrics import agreement, roc_auc, spearman
 
 DEFAULT_SPLIT = Path(__file__).resolve().parents[2] / "Resources" / "Splits" / "aasce_split.json"
 
@@ -47,8 +51,18 @@ def evaluate(data: str, subset: str = "val", split: str | Path = DEFAULT_SPLIT, 
             progress((i + 1) / len(cases), c.name)
     preds, truths = np.array(preds), np.array(truths)
     mae = np.abs(preds - truths).mean(0)
+    per_image = np.array([smape([p], [t]) for p, t in zip(preds, truths, strict=True)])
+    conf = np.array([float(r[-2]) for r in rows])
+    main_classes = [(severity(p[0]), severity(t[0])) for p, t in zip(preds, truths, strict=True)]
     report = {"cases": len(cases), "subset": subset, "smape": smape(preds, truths),
               "mae_deg": {"main": float(mae[0]), "upper": float(mae[1]), "lower": float(mae[2])},
+              # clinical agreement with the reference angles (degrees)
+              "agreement": {k: agreement(preds[:, j], truths[:, j]) for j, k in enumerate(("main", "upper", "lower"))},
+              "main_severity_agreement": float(np.mean([a == b for a, b in main_classes])),
+              # does the confidence say which images are wrong? (low confidence = high error)
+              "confidence_vs_error": {"auc_smape_over_15": roc_auc(-conf, per_image > 15.0),
+                                      "spearman": spearman(conf, per_image),
+                                      "images_smape_over_15": int((per_image > 15.0).sum())},
               "landmark_error_px": {"mean": float(np.mean(lm_err)), "median": float(np.median(lm_err))},
               "low_confidence_cases": int(sum(r[-1] for r in rows)),
               "seconds_per_image": {"mean": float(np.mean(secs)), "median": float(np.median(secs))}}
@@ -56,8 +70,8 @@ def evaluate(data: str, subset: str = "val", split: str | Path = DEFAULT_SPLIT, 
         with open(csv_path, "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
             w.writerow(["image", "main", "upper", "lower", "gt_main", "gt_upper", "gt_lower", "landmark_error_px",
-                        "confidence", "low_confidence"])
-            w.writerows(rows)
+                        "confidence", "low_confidence", "smape", "main_severity", "gt_main_severity"])
+            w.writerows(row + [f"{e:.3f}", *cls] for row, e, cls in zip(rows, per_image, main_classes, strict=True))
     return report
 
 

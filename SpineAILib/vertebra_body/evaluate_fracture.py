@@ -17,33 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from SpineAILib.metrics import roc_auc, roc_points
 from SpineAILib.vertebra_body.fracture import assess_fractures
 from SpineAILib.vertebra_body.train_fracture import fracture_phantom, phantom_losses
-
-
-def roc_auc(scores, labels) -> float:
-    """Area under the ROC curve by the rank statistic (ties count half); nan without both classes."""
-    s = np.asarray(scores, float)
-    y = np.asarray(labels, bool)
-    pos, neg = s[y], s[~y]
-    if not len(pos) or not len(neg):
-        return float("nan")
-    greater = (pos[:, None] > neg[None, :]).sum()
-    ties = (pos[:, None] == neg[None, :]).sum()
-    return float((greater + 0.5 * ties) / (len(pos) * len(neg)))
-
-
-def roc_points(scores, labels) -> list[tuple[float, float, float]]:
-    """(threshold, false positive rate, true positive rate) at every distinct score."""
-    s = np.asarray(scores, float)
-    y = np.asarray(labels, bool)
-    out = []
-    for t in sorted(set(s.tolist()), reverse=True):
-        pred = s >= t
-        tpr = float((pred & y).sum() / max(y.sum(), 1))
-        fpr = float((pred & ~y).sum() / max((~y).sum(), 1))
-        out.append((float(t), fpr, tpr))
-    return out
 
 
 def evaluate_phantoms(n: int, seed0: int, device: str = "auto", models_dir=None, genant: bool = True,
