@@ -294,3 +294,18 @@ def test_training_script_runs_and_resumes(tmp_path, data_dir, capsys):
     assert "resumed at step 2" in capsys.readouterr().out  # 4 cases, batch 2: one epoch is 2 steps
     rows = list(_csv.DictReader(open(tmp_path / "run" / "history.csv", encoding="utf-8")))
     assert [r["epoch"] for r in rows] == ["0", "1"] and all(float(r["smape"]) >= 0 for r in rows)
+
+
+def test_upside_down_radiographs_are_flagged(val_cases):
+    """The vertebrae are found more clearly in an upside-down radiograph turned back: flagged from
+    the model's own scores, and never on the same radiographs upright."""
+    from SpineAILib.cobb.predict import estimate, orientation_warning
+    from SpineAILib.io import read_image
+
+    assert orientation_warning(0.8, 0.7) == [] and "upside down" in orientation_warning(0.6, 0.7)[0]
+    for c in val_cases[:3]:
+        img = read_image(c.image_path, expect_ndim=2)
+        upright = estimate(img, device="cpu")
+        turned = estimate(img.with_array(img.array[::-1, ::-1].copy()), device="cpu")
+        assert not any("upside down" in w for w in upright.warnings), c.name
+        assert any("upside down" in w for w in turned.warnings) and turned.low_confidence, c.name
