@@ -86,8 +86,9 @@ def native_output() -> Iterator[list[str]]:
     """Capture what C libraries (libjpeg, ITK, GDCM, MetaIO) print to stdout/stderr during the
     block; the captured text is appended to the yielded list when it ends. Their messages then
     reach the user as SpineAI's own (an error or a warning), not as raw lines in the output."""
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):  # Slicer's console streams may lack flush or be None
+        with contextlib.suppress(Exception):
+            stream.flush()
     captured: list[str] = []
     with tempfile.TemporaryFile() as tmp:
         saved = [os.dup(1), os.dup(2)]
