@@ -100,3 +100,12 @@ def test_progress_helpers():
     line = format_machine_progress(0.25, "inference on slice 3")
     assert parse_machine_progress(line) == (0.25, "inference on slice 3")
     assert parse_machine_progress("ordinary output") is None
+
+
+def test_tiler_progress_ends_at_one_when_the_last_tiles_are_skipped():
+    vol = np.zeros((10, 10, 10), np.float32)
+    vol[:5, :5, :5] = 1.0  # only the first of 8 tiles holds anything
+    fractions = []
+    out = tile_predict(vol, lambda x: x[:, None] * 2, (5, 5, 5), skip=lambda x: x.max() == 0, batch=1,
+                       progress=lambda f, m: fractions.append(f))
+    assert fractions == [1 / 8, 1.0] and out[0, :5, :5, :5].min() == 2.0 and out[0, 5:].max() == 0.0

@@ -38,8 +38,9 @@ def tile_predict(volume: np.ndarray, predictor: Callable[[np.ndarray], np.ndarra
     patch (patch = core + 2 * border). ``predictor`` takes a batch of patches (N, *patch) and
     returns (N, n_out, *core) or (N, n_out, *patch) (then its border is discarded). ``box``:
     the part of the volume to tile (default all; outside it the output keeps ``fill``, one
-    value or one per output channel). ``skip(patch)``: leave that tile at ``fill``. Progress
-    goes from 0 to 1 over the computed tiles; ``cancel`` is checked before each batch."""
+    value or one per output channel). ``skip(patch)``: leave that tile at ``fill``. Tiles run
+    in C order, ``batch`` computed tiles per predictor call; progress (0 to 1 over the tiles
+    visited) is reported after each call and ``cancel`` is checked before each tile."""
     vol = np.asarray(volume, np.float32)
     core, border = tuple(int(c) for c in core), tuple(int(b) for b in border)
     if min(core) <= 0:
@@ -50,25 +51,33 @@ def tile_predict(volume: np.ndarray, predictor: Callable[[np.ndarray], np.ndarra
     out[...] = np.asarray(fill, np.float32).reshape(-1, *([1] * vol.ndim))
     hi = np.array([b.stop for b in box])
 
-    def input_patch(start: np.ndarray) -> np.ndarray:
-        return crop_with_fill(vol, start - np.array(border), patch, pad_value)
-
-    todo = tile_starts(box, core)
-    if skip is not None:
-        todo = [s for s in todo if not skip(input_patch(s))]
-    for i in range(0, len(todo), batch):
-        check_cancel(cancel)
-        group = todo[i:i + batch]
-        pred = np.asarray(predictor(np.stack([input_patch(s) for s in group])), np.float32)
+    def run(group: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        pred = np.asarray(predictor(np.stack([x for _, x in group])), np.float32)
         pred = pred.reshape(len(group), n_out, *pred.shape[-vol.ndim:])
         if pred.shape[2:] == patch:
             pred = pred[(slice(None), slice(None), *(slice(b, b + c) for b, c in zip(border, core, strict=True)))]
         elif pred.shape[2:] != core:
             raise ValueError(f"predictor returned spatial size {pred.shape[2:]}; expected {core} or {patch}")
-        for s, p in zip(group, pred, strict=True):
+        for (s, _), p in zip(group, pred, strict=True):
             n = np.minimum(s + np.array(core), hi) - s
             out[(slice(None), *(slice(a, a + k) for a, k in zip(s, n, strict=True)))] = \
                 p[(slice(None), *(slice(0, k) for k in n))]
-        if progress is not None:
-            progress(min(1.0, (i + len(group)) / max(len(todo), 1)), message)
+
+    # patches are cut once and held one batch at a time (memory: one batch of patches)
+    starts = tile_starts(box, core)
+    group: list[tuple[np.ndarray, np.ndarray]] = []
+    done = 0.0
+    for i, s in enumerate(starts):
+        check_cancel(cancel)
+        x = crop_with_fill(vol, s - np.array(border), patch, pad_value)
+        if skip is None or not skip(x):
+            group.append((s, x))
+        if group and (len(group) == batch or i == len(starts) - 1):
+            run(group)
+            group = []
+            done = (i + 1) / len(starts)
+            if progress is not None:
+                progress(done, message)
+    if progress is not None and starts and done < 1.0:  # the last tiles were skipped
+        progress(1.0, message)
     return out
