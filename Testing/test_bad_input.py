@@ -63,6 +63,20 @@ def test_nan_in_nifti_is_refused_as_stored(tmp_path):
         read_image(_volume(tmp_path / "allnan.nii", np.full((4, 5, 6), np.nan, np.float32)))
 
 
+def test_nifti_check_streams_in_chunks(tmp_path):
+    """The data is checked chunk by chunk: with voxels split across chunk boundaries the count
+    of a float64 volume's NaN/inf voxels is exact for every chunk size."""
+    from SpineAILib.io.nifti import check_nifti
+
+    a = np.zeros((7, 11, 13), np.float64)
+    a.ravel()[[0, 500, 1000]] = [np.nan, np.inf, -np.inf]
+    path = _volume(tmp_path / "f64.nii", a)
+    for chunk in (3, 8, 64, 1000, 1 << 20):
+        with pytest.raises(InputError, match="3 of 1,001 voxels are NaN"):
+            check_nifti(path, chunk)
+    assert check_nifti(_volume(tmp_path / "ok.nii", np.ones((7, 11, 13), np.float32)), 5).dims == (13, 11, 7)
+
+
 def _patch_sform(path, srow):
     raw = bytearray(path.read_bytes())
     struct.pack_into("<2h", raw, 252, 0, 2)  # no qform, a scanner sform

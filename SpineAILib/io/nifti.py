@@ -11,11 +11,14 @@ origin, for SimpleITK to read.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import struct
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -47,19 +50,25 @@ class NiftiHeader:
         return self.n_voxels * self.bitpix // 8
 
 
-def read_bytes(path: Path) -> bytes:
-    """The file's content, decompressed for ``.gz`` (a compressed stream cut short is refused)."""
+@contextlib.contextmanager
+def _reading(path: Path) -> Iterator[BinaryIO]:
+    """The file as a byte stream, decompressed for ``.gz``; a compressed stream that is cut short
+    or not gzip at all is refused with a message."""
     try:
-        if path.name.lower().endswith(".gz"):
-            with gzip.open(path, "rb") as f:
-                return f.read()
-        return path.read_bytes()
+        with (gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")) as f:
+            yield f
     except gzip.BadGzipFile:
         raise InputError(f"Could not read {path.name}: the file is corrupt or not a valid .nii.gz image (its "
                          "content is not gzip-compressed).") from None
     except (EOFError, zlib.error) as exc:
         raise InputError(f"{path.name} is truncated or corrupt ({exc}): the compressed data ends early. "
                          "Expected a complete NIfTI file; copy or export it again.") from None
+
+
+def read_bytes(path: Path) -> bytes:
+    """The file's content, decompressed for ``.gz`` (a compressed stream cut short is refused)."""
+    with _reading(path) as f:
+        return f.read()
 
 
 def parse_header(raw: bytes, name: str) -> NiftiHeader | None:
@@ -85,27 +94,43 @@ def parse_header(raw: bytes, name: str) -> NiftiHeader | None:
                        tuple(float(p) for p in pixdim[1:n + 1]), int(qform_code), int(sform_code), srow)
 
 
-def check_nifti(path: Path) -> tuple[bytes, NiftiHeader | None]:
-    """(content, header) of a NIfTI file whose data is all there and finite; InputError otherwise."""
-    raw = read_bytes(path)
-    hdr = parse_header(raw, path.name)
-    if hdr is None:
-        return raw, None
-    need = hdr.vox_offset + hdr.data_bytes
-    if len(raw) < need:
+def check_nifti(path: Path, chunk_bytes: int = 1 << 24) -> NiftiHeader | None:
+    """The header of a NIfTI file whose voxel data is all there and finite (None for a NIfTI-2
+    header, left to SimpleITK); InputError otherwise. The data is streamed in chunks of
+    ``chunk_bytes``, so checking costs one decompression and no copy of the volume."""
+    with _reading(path) as f:
+        head = f.read(HEADER_SIZE + 4)
+        hdr = parse_header(head, path.name)
+        if hdr is None:
+            return None
+        dtype = None
+        if hdr.datatype in FLOAT_TYPES:
+            dtype = np.dtype(FLOAT_TYPES[hdr.datatype]).newbyteorder(hdr.endian)
+        skip = hdr.vox_offset - len(head)  # extensions between the header and the data
+        size, bad, seen, carry = len(head), 0, 0, b""
+        while chunk := f.read(chunk_bytes):
+            size += len(chunk)
+            if dtype is None:
+                continue
+            data = carry + chunk
+            if skip > 0:
+                cut = min(skip, len(data))
+                data, skip = data[cut:], skip - cut
+            usable = min(len(data) // dtype.itemsize, hdr.n_voxels - seen)  # whole voxels, data only
+            values = np.frombuffer(data, dtype, count=usable)
+            bad += int(np.count_nonzero(~np.isfinite(values)))
+            seen += usable
+            carry = data[usable * dtype.itemsize:] if seen < hdr.n_voxels else b""
+    if size < hdr.vox_offset + hdr.data_bytes:
         raise InputError(f"{path.name} is truncated: its header announces {hdr.data_bytes:,} bytes of voxel data "
                          f"({' x '.join(map(str, hdr.dims))} voxels), the file holds "
-                         f"{max(0, len(raw) - hdr.vox_offset):,}. Expected a complete NIfTI file; copy or export "
+                         f"{max(0, size - hdr.vox_offset):,}. Expected a complete NIfTI file; copy or export "
                          "it again.")
-    if hdr.datatype in FLOAT_TYPES:
-        dtype = np.dtype(FLOAT_TYPES[hdr.datatype]).newbyteorder(hdr.endian)
-        data = np.frombuffer(raw, dtype, count=hdr.n_voxels, offset=hdr.vox_offset)
-        bad = int(np.count_nonzero(~np.isfinite(data)))
-        if bad:
-            what = "every voxel is" if bad == hdr.n_voxels else f"{bad:,} of {hdr.n_voxels:,} voxels are"
-            raise InputError(f"{path.name}: {what} NaN or infinite (as stored; readers show them as 0). Expected "
-                             "finite intensities: fix or mask them before running.")
-    return raw, hdr
+    if bad:
+        what = "every voxel is" if bad == hdr.n_voxels else f"{bad:,} of {hdr.n_voxels:,} voxels are"
+        raise InputError(f"{path.name}: {what} NaN or infinite (as stored; readers show them as 0). Expected "
+                         "finite intensities: fix or mask them before running.")
+    return hdr
 
 
 def orthonormalised_copy(raw: bytes, hdr: NiftiHeader, target: Path, name: str) -> tuple[Path, float]:

@@ -20,7 +20,7 @@ import numpy as np
 
 from SpineAILib.errors import InputError, InputWarning
 from SpineAILib.io.image import Image
-from SpineAILib.io.nifti import check_nifti, orthonormalised_copy
+from SpineAILib.io.nifti import check_nifti, orthonormalised_copy, read_bytes
 
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 RADIOGRAPH_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
@@ -132,14 +132,14 @@ def _read_file(p: Path, suffix: str, meta: dict):
     with orthonormalised direction cosines where SimpleITK refuses them as not orthonormal."""
     if suffix not in (".nii", ".nii.gz"):
         return _sitk_read(p, suffix)
-    raw, hdr = check_nifti(p)
+    hdr = check_nifti(p)
     try:
         return _sitk_read(p, suffix)
     except InputError as exc:
         if hdr is None or "orthonormal" not in str(exc):
             raise
     with tempfile.TemporaryDirectory(prefix="spineai-nifti-") as tmp:
-        fixed, deviation = orthonormalised_copy(raw, hdr, Path(tmp) / "orthonormalised.nii", p.name)
+        fixed, deviation = orthonormalised_copy(read_bytes(p), hdr, Path(tmp) / "orthonormalised.nii", p.name)
         img = _sitk_read(fixed, suffix, p.name)
     note = (f"{p.name}: direction cosines off orthonormal by up to {deviation:.1e}; read with the nearest "
             "orthonormal directions (same spacing and origin).")
