@@ -26,6 +26,15 @@ ORDER: list[int] = [*range(1, 20), 28, *range(20, 27)]
 AASCE_VERTEBRAE: list[str] = [f"T{i}" for i in range(1, 13)] + [f"L{i}" for i in range(1, 6)]
 CORNERS: tuple[str, ...] = ("TL", "TR", "BL", "BR")  # top-left, top-right, bottom-left, bottom-right
 
+# Lateral (sagittal) radiographs: vertebrae C2..L5 and the S1 plate, each with up to four
+# endplate corners (posterior = back, anterior = front); C2 has its lower endplate only and S1
+# its upper plate only, as in the annotations of sagittal whole-spine radiographs.
+LATERAL_VERTEBRAE: list[str] = ([f"C{i}" for i in range(2, 8)] + [f"T{i}" for i in range(1, 13)]
+                                + [f"L{i}" for i in range(1, 6)] + ["S1"])
+LATERAL_CORNERS: tuple[str, ...] = ("top_posterior", "top_anterior", "bottom_posterior", "bottom_anterior")
+# The corners of an AP view, as seen in the image (left = image left).
+AP_CORNERS: tuple[str, ...] = ("top_left", "top_right", "bottom_left", "bottom_right")
+
 # TotalSegmentator vertebra ids (v2 "total" task, as in its label maps) -> VerSe labels:
 # 26 sacrum/S1, 27 L5 ... 50 C1.
 TOTALSEG_TO_VERSE: dict[int, int] = {26: 26, **{i: 51 - i for i in range(27, 51)}}

@@ -4,7 +4,8 @@ The demo writes the phantoms' ground truth through the same scene layer the task
 checks the written scene against it after reloading the .mrb (the ``scene_roundtrip`` entry
 of the report), then runs every task that exists (``cobb``: the landmark model on the AP
 phantom, compared with the phantom's exact geometry; ``cervical``: the region-aware localiser
-on the lateral phantom, against its C3-C7 mask; ``vertebrae``: labelled centroids on the CT
+on the lateral phantom, against its C3-C7 mask; ``xray_vertebrae``: the lateral labelling model on the
+whole-spine lateral phantom, against its corners; ``vertebrae``: labelled centroids on the CT
 phantom; ``vertebral_body``: a click on every labelled body, with Dice, heights and Genant
 against the phantom (L1 wedge 30 %, L3 crush 30 %); ``fracture``: the voxel classifier).
 Each task has its own entry, shaped
@@ -33,9 +34,11 @@ from SpineAILib.phantoms import (
     CervicalPhantomConfig,
     CTPhantom,
     CTPhantomConfig,
+    LateralSpinePhantom,
     ap_radiograph_phantom,
     ct_spine_phantom,
     lateral_cervical_phantom,
+    lateral_spine_phantom,
 )
 from SpineAILib.progress import CancelToken, ProgressCallback, check_cancel
 from SpineAILib.scene.spine import landmark_names, write_centroids, write_landmarks_2d, write_vertebra_labels
@@ -58,6 +61,7 @@ class DemoContext:
     ct: CTPhantom
     ap: APPhantom
     cervical: CervicalPhantom
+    lateral: LateralSpinePhantom
     scene: Any
     nodes: dict[str, Any]
     device: str
@@ -85,6 +89,7 @@ def run_demo(
     _p(progress, 0.35, "building radiograph phantoms")
     ap = ap_radiograph_phantom()
     cerv = lateral_cervical_phantom(CervicalPhantomConfig(seed=seed, rotation_deg=5.0))
+    lateral = lateral_spine_phantom()
     check_cancel(cancel)
     phantom_seconds = time.perf_counter() - t0
 
@@ -126,6 +131,9 @@ def run_demo(
     sc.add_segmentation(scene, region, {1: sc.SegmentSpec(
         "Cervical spine C3-C7 region", (0.3, 0.9, 0.3),
         anatomy.terminology_entry(anatomy.CERVICAL_REGION_CODE))}, "Phantom cervical region (ground truth)", cerv_node)
+    lateral_node = sc.add_volume(scene, lateral.image, "Phantom lateral spine radiograph")
+    write_landmarks_2d(scene, lateral.image, lateral.centroids, "Phantom lateral vertebrae (ground truth)",
+                       labels=list(anatomy.LATERAL_VERTEBRAE))
     check_cancel(cancel)
     _p(progress, 0.7, "saving the scene bundle")
     mrb = sc.save_mrb(scene, out / "spineai-demo.mrb")
@@ -153,8 +161,8 @@ def run_demo(
         "seconds": round(time.perf_counter() - t1, 3),
     }
     # ------------------------------------------------------------ every task, one entry each
-    ctx = DemoContext(ct=ct, ap=ap, cervical=cerv, scene=scene, nodes={"ct": ct_node, "cervical": cerv_node},
-                      device=device)
+    ctx = DemoContext(ct=ct, ap=ap, cervical=cerv, lateral=lateral, scene=scene,
+                      nodes={"ct": ct_node, "cervical": cerv_node, "lateral": lateral_node}, device=device)
     with_demo = [t for t in TASKS.values() if t.demo is not None]
     for k, task in enumerate(with_demo):
         check_cancel(cancel)
@@ -172,7 +180,7 @@ def run_demo(
 
     # ------------------------------------------------------------------------- overview
     _p(progress, 0.88, "rendering the overview")
-    fig, axes = render.figure(3, 4.2, 6.5)
+    fig, axes = render.figure(4, 4.2, 6.5)
     vert_pred, cobb_pred, cerv_pred = (ctx.predictions.get(k) for k in ("vertebrae", "cobb", "cervical"))
     if vert_pred is not None and vert_pred.found:
         render.ct_coronal(axes[0], ct.image, vert_pred.labels, vert_pred.centroids,
@@ -196,6 +204,14 @@ def run_demo(
                           title="Lateral cervical phantom: predicted C3-C7 region")
     else:
         render.radiograph(axes[2], cerv.image, region=cerv.region, title="Lateral cervical phantom: C3-C7 region")
+    lat_pred = ctx.predictions.get("xray-vertebrae")
+    if lat_pred is not None and lat_pred.vertebrae:
+        pts = np.array([v.centroid for v in lat_pred.vertebrae])
+        m = tasks["xray_vertebrae"]["metrics"]
+        render.radiograph(axes[3], lateral.image, pts, text=f"{m['found']} found, id rate {m['id_rate']:.2f}",
+                          title="Lateral spine phantom: predicted vertebrae")
+    else:
+        render.radiograph(axes[3], lateral.image, lateral.centroids, title="Lateral spine phantom: C2-S1")
     render.save_figure(fig, out / "overview.png")
 
     report = {"tasks": tasks, "versions": versions(), "device": device_summary(device),

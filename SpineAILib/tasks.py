@@ -549,3 +549,98 @@ register(Task(
     add_arguments=_fracture_arguments, command=_fracture_command, demo=_fracture_demo,
     trainer="SpineAILib.vertebra_body.train_fracture", evaluator="SpineAILib.vertebra_body.evaluate_fracture",
     exporter="SpineAILib.vertebra_body.export"))
+
+
+# ------------------------------------------------------------------------------ xray-vertebrae
+
+
+def _xray_vertebrae_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", help="radiograph (PNG/JPG/DICOM/NRRD...) or a folder of them")
+    p.add_argument("--view", choices=("auto", "lateral", "ap"), default="auto",
+                   help="lateral (C2-S1 + sagittal alignment), ap (T1-L5) or auto (default: decided per image)")
+
+
+def _xray_vertebrae_command(args: argparse.Namespace, progress) -> int:
+    """Vertebra labels per radiograph: DIR/<image stem>.json and DIR/alignment.csv."""
+    from SpineAILib.cobb.predict import list_images
+    from SpineAILib.xray_vertebrae import label
+    from SpineAILib.xray_vertebrae.outputs import csv_row, write_csv, write_outputs
+
+    device = _checked_device(args)
+    files = list_images(args.input)
+    rows, failures, results = [], 0, []
+    with writing_into(args.output) as stage:
+        for i, path in enumerate(files):
+            sub = SubProgress(progress, i / len(files), (i + 1) / len(files))
+            try:
+                r = label(path, view=args.view, device=device, progress=sub)
+            except InputError as exc:  # one unreadable file must not stop a folder: report it and go on
+                print(f"spineai xray-vertebrae: error: {path.name}: {exc}", file=sys.stderr)
+                r, failures = exc, failures + 1
+            else:
+                _warn("xray-vertebrae", r.warnings, f"{path.name}: " if len(files) > 1 else "")
+            results.append(r)
+            rows.append(csv_row(path.name, r))
+            write_outputs(r, stage, path.name)
+        write_csv(stage / "alignment.csv", rows)
+    progress.close()
+    print(f"Wrote {args.output}/alignment.csv and {len(files)} JSON file(s)"
+          f"{f' ({failures} failed)' if failures else ''}")
+    if len(files) == 1 and failures == 0:
+        r = results[0]
+        names = r.names()
+        span = f"{names[0]}-{names[-1]}" if names else "none"
+        angles = ", ".join(f"{k} {v:.1f}" for k, v in r.alignment.angles().items() if v is not None) \
+            if r.alignment else ""
+        print(f"  {r.view} view: {len(names)} vertebrae ({span}){'; ' + angles if angles else ''}")
+    return EXIT_INPUT if failures == len(files) else EXIT_OK
+
+
+def _xray_vertebrae_demo(ctx) -> dict:
+    import numpy as np
+
+    from SpineAILib.xray_vertebrae import label, sagittal_alignment
+    from SpineAILib.xray_vertebrae.scene import write_xray_vertebrae_result
+
+    lat = ctx.lateral
+    pred, seconds = _timed(label, lat.image, view="auto", device=ctx.device)
+    write_xray_vertebrae_result(ctx.scene, lat.image, pred, prefix="Predicted lateral")
+    ctx.predictions["xray-vertebrae"] = pred
+    truth = {n: c for n, c in zip(anatomy.LATERAL_VERTEBRAE, lat.centroids, strict=True) if not np.isnan(c[0])}
+    dist = [float(np.linalg.norm(np.asarray(v.centroid) - truth[v.name])) for v in pred.vertebrae if v.name in truth]
+    gt = sagittal_alignment(lat.corners).angles()
+    got = pred.alignment.angles() if pred.alignment else {}
+    errors = {k: round(abs(got[k] - gt[k]), 2) for k in gt if gt[k] is not None and got.get(k) is not None}
+    return {"metrics": {"view": pred.view, "found": len(pred.vertebrae), "in_phantom": len(truth),
+                        "id_rate": id_rate(pred, truth), "mean_distance_px": float(np.mean(dist)) if dist else None,
+                        "angle_abs_error_deg": errors, "warnings": len(pred.warnings)},
+            "seconds": round(seconds, 3)}
+
+
+def id_rate(result, truth: dict) -> float:
+    """Share of true vertebrae {name: (x, y)} whose closest predicted centroid carries their name."""
+    import numpy as np
+
+    if not truth:
+        return float("nan")
+    if not result.vertebrae:
+        return 0.0
+    pred = np.array([v.centroid for v in result.vertebrae], float)
+    names = result.names()
+    ok = sum(names[int(np.argmin(np.linalg.norm(pred - np.asarray(p), axis=1)))] == n for n, p in truth.items())
+    return ok / len(truth)
+
+
+register(Task(
+    name="xray-vertebrae", title="Vertebra labelling and sagittal alignment (radiograph)", input="radiograph",
+    package="SpineAILib.xray_vertebrae", slicer_module="XrayVertebrae", entry_point="SpineAILib.xray_vertebrae.label",
+    usage="spineai xray-vertebrae IMAGE_OR_FOLDER --output DIR [--view auto|lateral|ap]",
+    help="name the vertebrae of lateral (C2-S1, sagittal alignment) or AP (T1-L5) radiographs",
+    output_files=("<image stem>.json", "alignment.csv"),
+    run=lazy("SpineAILib.xray_vertebrae.predict:label"), result="SpineAILib.xray_vertebrae.predict:XrayVertebraeResult",
+    write_outputs=lazy("SpineAILib.xray_vertebrae.outputs:write_outputs"),
+    read_outputs=lazy("SpineAILib.xray_vertebrae.outputs:read_outputs"),
+    write_scene=lazy("SpineAILib.xray_vertebrae.scene:write_xray_vertebrae_result"),
+    add_arguments=_xray_vertebrae_arguments, command=_xray_vertebrae_command, demo=_xray_vertebrae_demo,
+    trainer="SpineAILib.xray_vertebrae.train", evaluator="SpineAILib.xray_vertebrae.evaluate",
+    exporter="SpineAILib.xray_vertebrae.export"))

@@ -20,6 +20,7 @@ LAYERS: list[set[str]] = [
     {"io", "models"},
     {"preprocessing", "postprocessing", "metrics", "inference", "scene", "render", "phantoms", "training"},
     {"cobb", "cervical", "vertebrae", "vertebra_body"},  # the task packages
+    {"xray_vertebrae"},  # tasks that compose others (AP labelling reuses the Cobb landmarks)
     {"tasks", "info", "demo", "cli", "slicer_bridge"},  # the registry and what loops over it
 ]
 TASK_PACKAGES = LAYERS[4]

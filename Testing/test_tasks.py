@@ -14,7 +14,7 @@ from SpineAILib.tasks import TASKS, get_task, with_entry
 
 
 def test_registry_lists_every_task_once_with_its_pieces():
-    assert list(TASKS) == ["cobb", "cervical", "vertebrae", "vertebral-body", "fracture"]
+    assert list(TASKS) == ["cobb", "cervical", "vertebrae", "vertebral-body", "fracture", "xray-vertebrae"]
     for name, task in TASKS.items():
         assert task.name == name and task.input in ("ct", "radiograph")
         assert hasattr(task.result_type, "to_dict") and hasattr(task.result_type, "from_dict"), name

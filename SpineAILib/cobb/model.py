@@ -14,55 +14,16 @@ in output pixels.
 from __future__ import annotations
 
 from SpineAILib.networks import register_architecture
+from SpineAILib.networks.heatmap import build_heatmap_net
 
 STRIDE = 4
 N_OUT = 11
 
 
-def _block(cin: int, cout: int, stride: int = 1):
-    import torch.nn as nn
-
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-        nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-    )
-
-
 def build_landmark_net(widths: tuple[int, ...] = (16, 32, 64, 96, 128), head_width: int = 64):
-    """Encoder (strides 2, 4, 8, 16, 32) and a decoder back to stride 4 with skip connections."""
-    import torch
-    import torch.nn as nn
-    import torch.nn.functional as F
-
-    class LandmarkNet(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            w = list(widths)
-            self.enc = nn.ModuleList([_block(1, w[0], 2)] + [_block(w[i - 1], w[i], 2) for i in range(1, len(w))])
-            # decoder: from the deepest stage up to stride 4 (encoder index 1)
-            self.up = nn.ModuleList()
-            for i in range(len(w) - 1, 1, -1):
-                self.up.append(_block(w[i] + w[i - 1], w[i - 1]))
-            self.head = nn.Sequential(nn.Conv2d(w[1], head_width, 3, padding=1), nn.ReLU(inplace=True),
-                                      nn.Conv2d(head_width, N_OUT, 1))
-            # CenterNet-style prior: heatmap starts near 0.01 so the focal loss is stable.
-            nn.init.constant_(self.head[-1].bias, 0.0)
-            with torch.no_grad():
-                self.head[-1].bias[0] = -4.6
-
-        def forward(self, x):
-            feats = []
-            for enc in self.enc:
-                x = enc(x)
-                feats.append(x)
-            y = feats[-1]
-            for k, up in enumerate(self.up):
-                skip = feats[len(feats) - 2 - k]
-                y = F.interpolate(y, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-                y = up(torch.cat([y, skip], 1))
-            return self.head(y)
-
-    return LandmarkNet()
+    """Encoder (strides 2, 4, 8, 16, 32) and a decoder back to stride 4 with skip connections;
+    the heatmap channel starts near 0.01 (CenterNet prior) so the focal loss is stable."""
+    return build_heatmap_net(N_OUT, widths, head_width, out_stride=STRIDE, head_bias={0: -4.6})
 
 
 @register_architecture("spineai.CobbLandmarkNet")
