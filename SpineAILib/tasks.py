@@ -603,7 +603,7 @@ def _xray_vertebrae_demo(ctx) -> dict:
     from SpineAILib.xray_vertebrae.scene import write_xray_vertebrae_result
 
     lat = ctx.lateral
-    pred, seconds = _timed(label, lat.image, view="auto", device=ctx.device)
+    pred, seconds = _timed(label, lat.image, view="lateral", device=ctx.device)
     write_xray_vertebrae_result(ctx.scene, lat.image, pred, prefix="Predicted lateral")
     ctx.predictions["xray-vertebrae"] = pred
     truth = {n: c for n, c in zip(anatomy.LATERAL_VERTEBRAE, lat.centroids, strict=True) if not np.isnan(c[0])}

@@ -173,7 +173,8 @@ def test_targets_peak_at_centres_and_offsets_rebuild_corners():
     from SpineAILib.xray_vertebrae.train import make_targets
 
     ph = lateral_spine_phantom(LateralSpinePhantomConfig(rows=512, cols=256))
-    heat, reg, reg_mask, ident, level, facing, centres, present = make_targets(ph.corners[None], (256, 128), 2)
+    heat, reg, reg_mask, ident, level, facing, corner_heat, centres, present = make_targets(ph.corners[None],
+                                                                                           (256, 128), 2)
     assert present[0].all()
     assert facing[0] == 0.0  # the phantom faces left: anterior corners at smaller x
     mirrored = ph.corners.copy()
@@ -186,6 +187,9 @@ def test_targets_peak_at_centres_and_offsets_rebuild_corners():
     ix, iy = int(round(cen[L2, 0])), int(round(cen[L2, 1]))
     assert heat[0, iy, ix] == 1.0 and ident[0, L2, iy, ix] > 0.9
     assert level[0, iy, ix] * 10 == pytest.approx(L2)
+    # corner heatmaps: 1 at each known corner's pixel, in image order (facing left: TL = top anterior)
+    tax, tay = (int(round(v)) for v in pm[L2, 1])
+    assert corner_heat[0, 0, tay, tax] == 1.0
     rebuilt = np.array([ix, iy]) + reg[0, 2:, iy, ix].reshape(4, 2)
     # offsets are in image order (TL, TR, BL, BR): facing left, the anterior corners are the left ones
     np.testing.assert_allclose(rebuilt, pm[L2][[1, 0, 3, 2]], atol=1e-5)
@@ -234,3 +238,28 @@ def test_outputs_round_trip_and_contract(tmp_path):
     assert image_stem("a.b.png") == "a.b" and image_stem("scan.nii.gz") == "scan"
     with open(tmp_path / "t.csv", "w", newline="") as f:
         csv.writer(f).writerow(row)
+
+
+def test_facing_from_the_sagittal_curves():
+    from SpineAILib.xray_vertebrae.model import facing_from_curvature
+
+    ph = lateral_spine_phantom()  # faces left: anterior corners at smaller x
+    cen = ph.centroids
+    assert facing_from_curvature(cen, LATERAL_VERTEBRAE) is False
+    mirrored = cen.copy()
+    mirrored[:, 0] = 500 - mirrored[:, 0]
+    assert facing_from_curvature(mirrored, LATERAL_VERTEBRAE) is True
+    few = np.full_like(cen, np.nan)
+    few[5:8] = cen[5:8]
+    assert facing_from_curvature(few, LATERAL_VERTEBRAE) is None  # no curve in view
+    straight = cen.copy()
+    straight[:, 0] = 100.0
+    assert facing_from_curvature(straight, LATERAL_VERTEBRAE) is None
+
+
+def test_real_annotations_face_the_way_their_curves_say(data_dir):
+    from SpineAILib.xray_vertebrae.model import facing_from_curvature
+
+    for c in load_coco_keypoints(data_dir / "xray_lateral"):
+        right = np.nansum(c.corners[:, [1, 3], 0] - c.corners[:, [0, 2], 0]) > 0
+        assert facing_from_curvature(c.centroids, LATERAL_VERTEBRAE) == right, c.name

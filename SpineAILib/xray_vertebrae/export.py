@@ -22,14 +22,26 @@ from SpineAILib.xray_vertebrae.predict import MODEL_NAME
 from SpineAILib.xray_vertebrae.preprocess import CANVAS, SOURCE_ROWS
 
 
-def export(run: str, models_dir: str | None = None, name: str = MODEL_NAME, metrics: list[str] | None = None) -> Path:
+def _history(run_dir: Path) -> tuple[int, float]:
+    """(steps, seconds) of a run's history.csv."""
+    with open(run_dir / "history.csv", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    return (int(rows[-1]["step"]) if rows else 0), sum(float(r["seconds"]) for r in rows if r.get("seconds"))
+
+
+def export(run: str, models_dir: str | None = None, name: str = MODEL_NAME, metrics: list[str] | None = None,
+           earlier: list[str] | None = None) -> Path:
+    """``earlier``: the runs this one was initialised from (``--init``), oldest first, recorded
+    as training stages with their steps and time."""
     run_dir = Path(run)
     cfg = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
     summary_file = run_dir / "summary.json"
     summary = json.loads(summary_file.read_text(encoding="utf-8")) if summary_file.is_file() else {}
-    with open(run_dir / "history.csv", encoding="utf-8") as f:
-        history = list(csv.DictReader(f))
-    train_seconds = sum(float(r["seconds"]) for r in history if r.get("seconds"))
+    stages = []
+    for r in [*(earlier or []), run]:
+        steps, secs = _history(Path(r))
+        stages.append({"run": Path(r).name, "steps": steps, "seconds": round(secs, 1)})
+    train_seconds = sum(s["seconds"] for s in stages)
     card = ModelCard(
         name=name, task="xray-vertebrae", architecture="spineai.XrayVertebraNet", weights=f"{name}.pt", sha256="",
         architecture_kwargs={"n_vertebrae": len(LATERAL_VERTEBRAE), "widths": cfg["widths"], "head_width": 64,
@@ -56,7 +68,8 @@ def export(run: str, models_dir: str | None = None, name: str = MODEL_NAME, metr
                           "channel cross-entropy of the identity maps) + Huber on the corrector's centres",
                   "loss_weights": {k: cfg[k] for k in ("w_mse", "w_ce", "w_coord", "w_offset", "w_level")},
                   "optimizer": "AdamW, one-cycle", "hardware": summary.get("device", ""),
-                  "train_seconds": round(train_seconds, 1), "weights": "last step"},
+                  "train_seconds": round(train_seconds, 1), "stages": stages,
+                  "weights": "last step of the last stage"},
         metrics=read_metrics_files(metrics or []),
         description="Vertebra labelling in lateral radiographs (C2-L5 and the S1 plate) with endplate corners: "
                     "U-Net with identity maps + residual corrector (Bayat et al. 2019), a centre/corner detector "
@@ -70,8 +83,9 @@ def main(argv=None) -> int:
     p.add_argument("--run", required=True)
     p.add_argument("--models-dir", default=None)
     p.add_argument("--metrics", nargs="*", default=[], help="evaluation report JSON files to record in the card")
+    p.add_argument("--earlier", nargs="*", default=[], help="runs this one was initialised from, oldest first")
     a = p.parse_args(argv)
-    print(export(a.run, a.models_dir, metrics=a.metrics))
+    print(export(a.run, a.models_dir, metrics=a.metrics, earlier=a.earlier))
     return 0
 
 

@@ -24,8 +24,14 @@ from SpineAILib.models import cached_model
 from SpineAILib.preprocessing import check_image
 from SpineAILib.progress import CancelToken, ProgressCallback, check_cancel
 from SpineAILib.xray_vertebrae import model as _model  # noqa: F401  (registers the architecture)
-from SpineAILib.xray_vertebrae.alignment import Alignment, sagittal_alignment
-from SpineAILib.xray_vertebrae.model import anatomical_corners, assign_labels, detections, suppress_duplicates
+from SpineAILib.xray_vertebrae.alignment import ALIGNMENT_COLUMNS, Alignment, column_endplates, sagittal_alignment
+from SpineAILib.xray_vertebrae.model import (
+    anatomical_corners,
+    assign_labels,
+    detections,
+    facing_from_curvature,
+    suppress_duplicates,
+)
 from SpineAILib.xray_vertebrae.preprocess import CANVAS, fit_matrix, prepare_source, sample_canvas
 
 MODEL_NAME = "xray_vertebrae_lateral"
@@ -35,8 +41,11 @@ VIEWS = ("auto", "lateral", "ap")
 # agreeing evidence: SpineAILib.xray_vertebrae.model.assign_labels); this floor only drops
 # names whose evidence disagrees by more than about two levels.
 MIN_CONFIDENCE = 0.02
-# "auto": at least this many vertebrae found by the lateral network make the view lateral.
+# "auto": at least this many vertebrae found by the lateral network make the view lateral; else
+# the view is AP when the AP landmark model's mean vertebra score reaches AP_MIN_MEAN_SCORE (the
+# Cobb task's low-confidence bar: noise scores 0.43 there).
 MIN_LATERAL_FOUND = 4
+AP_MIN_MEAN_SCORE = 0.45
 # How detections are named (SpineAILib.xray_vertebrae.model.assign_labels): "full" ships; the
 # evaluation also measures the paper's "unet_rc" and "unet" decodings.
 DECODING = "full"
@@ -87,7 +96,7 @@ class XrayVertebraeResult:
 
     @classmethod
     def from_dict(cls, data: dict) -> XrayVertebraeResult:
-        """Rebuild from :meth:`to_dict` output (the alignment is recomputed from the corners)."""
+        """Rebuild from :meth:`to_dict` output."""
         try:
             verts = [VertebraFinding(v["name"], tuple(v["centroid"]), {k: tuple(p) for k, p in v["corners"].items()},
                                      float(v["confidence"])) for v in data["vertebrae"]]
@@ -95,8 +104,9 @@ class XrayVertebraeResult:
             size = tuple(int(s) for s in data.get("image_size", (0, 0)))
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"Not a SpineAI X-ray vertebrae result: missing or malformed field {exc}.") from None
-        alignment = sagittal_alignment(corner_array(verts)) if view == "lateral" else None
-        extra = {k: v for k, v in data.get("alignment", {}).items() if k.startswith("cobb_")}
+        align = data.get("alignment") or {}
+        alignment = Alignment.from_dict(align) if view == "lateral" and align else None
+        extra = {k: v for k, v in align.items() if k.startswith("cobb_")}
         spacing = data.get("pixel_spacing_mm")
         return cls(view, verts, alignment, list(data.get("warnings", [])), size,
                    tuple(spacing) if spacing else None, data.get("model", MODEL_NAME), extra)
@@ -138,27 +148,32 @@ def decode_maps(maps, prior, stride: int, matrix: np.ndarray, decoding: str = "f
     corners = np.full((V, 4, 2), np.nan)
     conf = np.zeros(V)
     a, t = matrix[:2, :2], matrix[:2, 2]
-    named = [d for d, v in zip(dets, labels, strict=True) if v >= 0]
-    # the way the patient faces: one vote per named vertebra (a mirrored canvas flips it)
-    right = np.mean([d["facing_right"] for d in named]) > 0.5 if named else True
-    if np.linalg.det(a) < 0:
-        right = not right
+    for d, v in zip(dets, labels, strict=True):
+        if v >= 0:
+            centres[v] = (d["centre"] * stride + (stride - 1) / 2) @ a.T + t
+    # the way the patient faces: from the sagittal curves, else the network's facing map
+    right = facing_from_curvature(centres, LATERAL_VERTEBRAE)
+    if right is None:
+        named = [d for d, v in zip(dets, labels, strict=True) if v >= 0]
+        right = bool(np.mean([d["facing_right"] for d in named]) > 0.5) if named else True
+        if np.linalg.det(a) < 0:  # a mirrored canvas
+            right = not right
     for d, v in zip(dets, labels, strict=True):
         if v < 0:
             continue
-        centres[v] = (d["centre"] * stride + (stride - 1) / 2) @ a.T + t
-        corners[v] = anatomical_corners((d["corners"] * stride + (stride - 1) / 2) @ a.T + t, bool(right))
+        corners[v] = anatomical_corners((d["corners"] * stride + (stride - 1) / 2) @ a.T + t, right)
         # detection strength x agreement of the evidence that named it (level map, or the
         # identity map in the paper's decodings)
         agree = np.exp(-0.5 * (d["level"] - v) ** 2) if decoding == "full" else float(d["identity"][v])
         conf[v] = d["score"] * agree
-    return centres, corners, conf
+    return centres, corners, conf, right
 
 
 def predict_lateral_arrays(net, source: np.ndarray, device, stride: int, turned: bool = False):
-    """One prepared source -> centres (24, 2), corners (24, 4, 2) in source pixels and confidences
-    (24,). With ``turned``, also the mean of the 10 best detection scores upright and turned by
-    180 degrees (for :func:`orientation_warning`)."""
+    """One prepared source -> centres (24, 2), corners (24, 4, 2) in source pixels, confidences
+    (24,), the two orientation scores and whether the patient faces right. With ``turned``, the
+    scores are the mean of the 10 best detection scores upright and turned by 180 degrees (for
+    :func:`orientation_warning`); else None."""
     import torch
 
     m = fit_matrix(source.shape, CANVAS)
@@ -169,12 +184,12 @@ def predict_lateral_arrays(net, source: np.ndarray, device, stride: int, turned:
         maps, _raw, corrected = net(x.to(device))
     maps = maps.float()
     prior = _raw if DECODING == "unet" else corrected
-    centre, corners, conf = decode_maps(maps[0], prior[0].float(), stride, m, DECODING)
+    centre, corners, conf, right = decode_maps(maps[0], prior[0].float(), stride, m, DECODING)
     scores = None
     if turned:
         top = torch.sigmoid(maps[:, 0]).flatten(1).topk(10, dim=1)[0].mean(1).cpu().numpy()
         scores = (float(top[0]), float(top[1]))
-    return centre, corners, conf, scores
+    return centre, corners, conf, scores, right
 
 
 def orientation_warning(upright: float, turned: float) -> list[str]:
@@ -206,7 +221,8 @@ def _lateral(img: Image, device, models_dir) -> tuple[XrayVertebraeResult, float
     net, card = get_model(device, models_dir=models_dir)
     stride = int(card.input.get("output_stride", 2))
     source, scale = prepare_source(img.array)
-    centre_s, corners_s, conf, (upright, turned) = predict_lateral_arrays(net, source, device, stride, turned=True)
+    centre_s, corners_s, conf, (upright, turned), right = predict_lateral_arrays(net, source, device, stride,
+                                                                                  turned=True)
     centre = (centre_s + 0.5) / scale - 0.5
     corners = (corners_s + 0.5) / scale - 0.5
     found = []
@@ -221,9 +237,25 @@ def _lateral(img: Image, device, models_dir) -> tuple[XrayVertebraeResult, float
     warnings = orientation_warning(upright, turned)
     if found:
         warnings += consistency_warnings([f.name for f in found], np.array([f.centroid for f in found]))
-    result = XrayVertebraeResult("lateral", found, sagittal_alignment(corner_array(found)) if found else None,
+    result = XrayVertebraeResult("lateral", found, lateral_alignment(found, right) if found else None,
                                  warnings, (int(img.array.shape[1]), int(img.array.shape[0])), model=card.name)
     return result, upright
+
+
+def lateral_alignment(found: list[VertebraFinding], facing_right: bool) -> Alignment:
+    """The alignment of a lateral labelling: angles on endplates estimated from the column of
+    vertebra centres (:func:`~SpineAILib.xray_vertebrae.alignment.column_endplates`; the
+    predicted corners flatten the endplates towards the mean tilt), body and disc heights from
+    the predicted corners."""
+    out = sagittal_alignment(corner_array(found))
+    centres = np.full((len(LATERAL_VERTEBRAE), 2), np.nan)
+    for v in found:
+        centres[LATERAL_VERTEBRAE.index(v.name)] = v.centroid
+    col = sagittal_alignment(column_endplates(centres, facing_right))
+    for k in ALIGNMENT_COLUMNS:
+        setattr(out, k, getattr(col, k))
+    out.endplates, out.method = col.endplates, "column"
+    return out
 
 
 def _ap(img: Image, device, models_dir) -> XrayVertebraeResult:
@@ -279,7 +311,9 @@ def label(
         if view == "auto" and len(result.vertebrae) < MIN_LATERAL_FOUND:
             check_cancel(cancel)
             ap = _ap(img, dev, models_dir)
-            if not ap.warnings:
+            # the AP landmark model's own bar for "vertebrae found" (its weaker warnings, e.g.
+            # irregular spacing, stay with the AP result)
+            if np.mean([v.confidence for v in ap.vertebrae]) >= AP_MIN_MEAN_SCORE:
                 result = ap
             else:
                 result.warnings.insert(0, "No spine found with confidence: neither a lateral view (only "

@@ -34,11 +34,15 @@ def write_xray_vertebrae_result(scene, image: Image, result: XrayVertebraeResult
     if result.view == "lateral" and result.alignment is not None:
         c = corner_array(result.vertebrae)
         width = max(float(np.nanmax(c[..., 0]) - np.nanmin(c[..., 0])), 50.0) if not np.isnan(c).all() else 50.0
+        plates = result.alignment.endplates
         for key, v1, pl1, v2, pl2 in ANGLES:
             value = getattr(result.alignment, key)
             if value is None:
                 continue
-            e1, e2 = endplate(c, v1, pl1), endplate(c, v2, pl2)
+            if f"{v1} {pl1}" in plates and f"{v2} {pl2}" in plates:  # the lines the angle was measured on
+                e1, e2 = (tuple(np.array(p, float) for p in plates[k]) for k in (f"{v1} {pl1}", f"{v2} {pl2}"))
+            else:
+                e1, e2 = endplate(c, v1, pl1), endplate(c, v2, pl2)
             color = ANGLE_COLORS[key]
             for (p, a), label in ((e1, f"{v1} {pl1} endplate"), (e2, f"{v2} {pl2} endplate")):
                 nodes[f"{key} {label}"] = add_line(scene, f"{prefix} {ANGLE_LABELS[key]}: {label}",

@@ -36,6 +36,7 @@ from SpineAILib.xray_vertebrae.model import (
     N_DET,
     anatomical_corners,
     build_vertebra_net,
+    corner_channels,
     facing_channel,
 )
 from SpineAILib.xray_vertebrae.predict import decode_maps
@@ -171,6 +172,7 @@ def make_targets(corners_canvas: np.ndarray, map_hw: tuple[int, int], stride: in
     ident = np.zeros((n, V + 1, h, w), np.float32)
     level = np.zeros((n, h, w), np.float32)
     facing = np.zeros((n,), np.float32)
+    corner_heat = np.zeros((n, 4, h, w), np.float32)
     centres = np.zeros((n, V, 2), np.float32)
     present = np.zeros((n, V), np.float32)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -198,11 +200,29 @@ def make_targets(corners_canvas: np.ndarray, map_hw: tuple[int, int], stride: in
                 if not np.isnan(pm[v, c, 0]):
                     reg[k, 2 + 2 * c:4 + 2 * c, iy, ix] = pm[v, c] - (ix, iy)
                     reg_mask[k, 2 + 2 * c:4 + 2 * c, iy, ix] = 1.0
+                    px, py = pm[v, c]
+                    g = np.exp(-((xx - px) ** 2 + (yy - py) ** 2) / (2 * 1.0 ** 2))
+                    corner_heat[k, c] = np.maximum(corner_heat[k, c], g)
+                    jx, jy = int(round(px)), int(round(py))
+                    if 0 <= jx < w and 0 <= jy < h:
+                        corner_heat[k, c, jy, jx] = 1.0
             centres[k, v] = (cen[v, 0] + 0.5) / w, (cen[v, 1] + 0.5) / h
             present[k, v] = 1.0
         ident[k, V] = -ident[k, :V].max(0)
         level[k] = ident[k, :V].argmax(0) / LEVEL_SCALE
-    return heat, reg, reg_mask, ident, level, facing, centres, present
+    return heat, reg, reg_mask, ident, level, facing, corner_heat, centres, present
+
+
+def focal_loss(logits, target):
+    """CenterNet focal loss of heatmap logits against Gaussian targets (exactly 1 at the points),
+    normalised by the number of points."""
+    import torch
+
+    pred = torch.sigmoid(logits).clamp(1e-4, 1 - 1e-4)
+    pos = target.eq(1).float()
+    pos_loss = (torch.log(pred) * (1 - pred) ** 2 * pos).sum()
+    neg_loss = (torch.log(1 - pred) * pred ** 2 * (1 - target) ** 4 * (1 - pos)).sum()
+    return -(pos_loss + neg_loss) / pos.sum().clamp(min=1)
 
 
 def loss_fn(out, targets, cfg):
@@ -214,13 +234,10 @@ def loss_fn(out, targets, cfg):
     import torch.nn.functional as F
 
     maps, _raw, corrected = out
-    heat, reg, reg_mask, ident, level, facing, centres, present = targets
+    heat, reg, reg_mask, ident, level, facing, corner_heat, centres, present = targets
     maps = maps.float()
-    pred = torch.sigmoid(maps[:, 0]).clamp(1e-4, 1 - 1e-4)
-    pos = heat.eq(1).float()
-    pos_loss = (torch.log(pred) * (1 - pred) ** 2 * pos).sum()
-    neg_loss = (torch.log(1 - pred) * pred ** 2 * (1 - heat) ** 4 * (1 - pos)).sum()
-    focal = -(pos_loss + neg_loss) / pos.sum().clamp(min=1)
+    focal = focal_loss(maps[:, 0], heat)
+    corner_focal = focal_loss(maps[:, corner_channels(V)], corner_heat)
     l1 = (torch.abs(maps[:, 1:LEVEL] - reg) * reg_mask).sum() / reg_mask.sum().clamp(min=1)
     near = (ident[:, :V].max(1)[0] > 0.3).float()  # level map: trained near the vertebrae only
     lv = (torch.abs(maps[:, LEVEL] - level) * near).sum() / near.sum().clamp(min=1) * LEVEL_SCALE
@@ -232,9 +249,9 @@ def loss_fn(out, targets, cfg):
     weight = ident[:, :V].max(1)[0]  # near a vertebra 1, background 0
     ce_px = -(torch.softmax(ID_TEMPERATURE * ident, 1) * torch.log_softmax(ID_TEMPERATURE * y, 1)).sum(1)
     ce = (ce_px * weight).sum() / weight.sum().clamp(min=1)
-    loss = focal + cfg.w_offset * l1 + cfg.w_level * lv + face + cfg.w_mse * mse + cfg.w_ce * ce
-    logs = {"focal": focal.item(), "offset": l1.item(), "level": lv.item(), "facing": face.item(), "mse": mse.item(),
-            "ce": ce.item()}
+    loss = focal + corner_focal + cfg.w_offset * l1 + cfg.w_level * lv + face + cfg.w_mse * mse + cfg.w_ce * ce
+    logs = {"focal": focal.item(), "corners": corner_focal.item(), "offset": l1.item(), "level": lv.item(),
+            "facing": face.item(), "mse": mse.item(), "ce": ce.item()}
     if cfg.corrector:
         hub = F.smooth_l1_loss(corrected.float(), centres, beta=0.005, reduction="none").sum(-1)
         coord = (hub * present).sum() / present.sum().clamp(min=1)
@@ -259,7 +276,7 @@ def predict_sources(net, sources, device, stride: int, canvas=CANVAS, decoding: 
             with autocast(device):
                 maps, raw, corrected = net(x.to(device))
             out.append(decode_maps(maps[0].float(), (raw if decoding == "unet" else corrected)[0].float(), stride,
-                                   m, decoding))
+                                   m, decoding)[:3])
     return out
 
 
@@ -346,7 +363,8 @@ def train(cfg: XrayVertebraeTrainConfig) -> dict:
 
     spec = LoopSpec(output=cfg.output, steps=cfg.steps, torch_seed=cfg.seed, rng_seed=cfg.seed, device=cfg.device,
                     threads=cfg.threads, log_file="history.csv",
-                    log_fields=["step", "loss", "focal", "offset", "level", "facing", "mse", "ce", "coord", "id_rate",
+                    log_fields=["step", "loss", "focal", "corners", "offset", "level", "facing", "mse", "ce", "coord",
+                                "id_rate",
                                 "dist",
                                 "id_unet_rc", "dist_unet_rc", "seconds"],
                     log_every=25, checkpoint="last.pt", checkpoint_every=100, final_weights="last_fp16.pt",
