@@ -47,7 +47,7 @@ def test_validation_radiographs_are_labelled(val_cases, val_results):
         ys = [v.centroid[1] for v in r.vertebrae]
         assert ys == sorted(ys)  # names in anatomical order top to bottom
     # measured with the shipped model: see the model card; a regression below these fails
-    assert ok / total >= 0.6
+    assert ok / total >= 0.75  # 0.856 with the shipped model
     assert np.mean(dists) < 0.015  # under 1.5 % of the image height
 
 
@@ -64,7 +64,7 @@ def test_alignment_is_measured_on_validation_radiographs(val_cases, val_results)
             if {"top_posterior", "top_anterior"} <= set(v.corners):
                 assert v.corners["top_anterior"][0] > v.corners["top_posterior"][0], (c.name, v.name)
     assert len(errors) >= 4
-    assert np.median(errors) < 20.0
+    assert np.median(errors) < 10.0  # MAE 4.6 degrees with the shipped model
 
 
 def test_cli_folder_contract_with_a_bad_file(tmp_path, data_dir, capsys):
