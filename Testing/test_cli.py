@@ -64,7 +64,11 @@ def test_demo_scene_loads_with_slicer_core(demo_run):
 
     _, out = demo_run
     scene = load_mrb(out / "spineai-demo.mrb")
-    assert scene.GetNodesByClass("vtkMRMLScalarVolumeNode").GetNumberOfItems() == 3
+    # CT, AP, lateral cervical and lateral whole-spine phantoms
+    assert scene.GetNodesByClass("vtkMRMLScalarVolumeNode").GetNumberOfItems() == 4
+    lat_labels, _ = fiducials_ras(scene.GetFirstNodeByName("Phantom lateral vertebrae (ground truth)"))
+    assert lat_labels[0] == "C2" and lat_labels[-1] == "S1" and len(lat_labels) == 24
+    assert scene.GetFirstNodeByName("Predicted lateral table") is not None
     # ground truth vertebrae + cervical region; predicted cervical region, vertebra segments, bodies
     assert scene.GetNodesByClass("vtkMRMLSegmentationNode").GetNumberOfItems() == 5
     assert scene.GetFirstNodeByName("Predicted vertebra centroids").GetNumberOfControlPoints() > 0
