@@ -282,17 +282,74 @@ def _cervical_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--probability", action="store_true", help="also write probability.png")
 
 
+# At least this many of C3-C7 named (with corners) by the lateral labelling make its region the answer.
+CERVICAL_MIN_NAMED = 3
+
+
+def cervical_region_from_labels(result, shape: tuple[int, int]):
+    """(region mask (rows, cols) bool, names used) of the C3-C7 region as Al Arif et al. draw it
+    from endplate corners: down the posterior corners from C3's top to C7's bottom and back up
+    the anterior corners; None when fewer than CERVICAL_MIN_NAMED of C3-C7 were named."""
+    import numpy as np
+    from matplotlib.path import Path as PolyPath
+
+    names = [n for n in ("C3", "C4", "C5", "C6", "C7") if result.find(n) is not None]
+    if len(names) < CERVICAL_MIN_NAMED:
+        return None, names
+    post, ant = [], []
+    for n in names:
+        corners = result.find(n).corners
+        post += [corners[k] for k in ("top_posterior", "bottom_posterior") if k in corners]
+        ant += [corners[k] for k in ("top_anterior", "bottom_anterior") if k in corners]
+    pts = np.array(sorted(post, key=lambda p: p[1]) + sorted(ant, key=lambda p: -p[1]), float)
+    rows, cols = shape
+    x0, y0 = np.clip(np.floor(pts.min(0)).astype(int), 0, [cols - 1, rows - 1])
+    x1, y1 = np.clip(np.ceil(pts.max(0)).astype(int), 0, [cols - 1, rows - 1])
+    region = np.zeros(shape, bool)
+    yy, xx = np.mgrid[y0:y1 + 1, x0:x1 + 1]
+    inside = PolyPath(pts).contains_points(np.stack([xx.ravel(), yy.ravel()], 1)).reshape(xx.shape)
+    region[y0:y1 + 1, x0:x1 + 1] = inside
+    return (region if region.any() else None), names
+
+
+def localize_cervical(image, device: str = "auto", models_dir=None):
+    """The C3-C7 region of a lateral radiograph: from the lateral vertebra labelling (trained on
+    real radiographs) where it names at least CERVICAL_MIN_NAMED of C3-C7, else from the
+    region-aware FCN (trained on phantoms). Returns a CervicalResult either way; its ``model``
+    says which one answered."""
+    import numpy as np
+
+    from SpineAILib.cervical import localize
+    from SpineAILib.cervical.predict import CervicalResult, region_geometry
+    from SpineAILib.errors import ModelError
+    from SpineAILib.xray_vertebrae import label
+
+    img = check_image(image if isinstance(image, Image) else read_image(image), "Cervical spine localisation",
+                      ndim=2, min_size=16)
+    try:
+        lat = label(img, view="lateral", device=device, models_dir=models_dir)
+    except ModelError:
+        lat = None
+    region, names = cervical_region_from_labels(lat, img.array.shape) if lat is not None else (None, [])
+    if region is None:
+        return localize(img, device=device, models_dir=models_dir)
+    polygon, axis, angle = region_geometry(region)
+    conf = float(np.mean([lat.find(n).confidence for n in names]))
+    warnings = [w for w in lat.warnings if "upside down" in w]
+    return CervicalResult(region.astype(np.float32), region, polygon, axis, angle, 1, conf, warnings,
+                          f"{lat.model} (C3-C7 corners: {', '.join(names)})")
+
+
 def _cervical_command(args: argparse.Namespace, progress) -> int:
     """Cervical localisation: DIR/localization.png (binary mask at the image size) and .json."""
     from pathlib import Path
 
-    from SpineAILib.cervical import localize
     from SpineAILib.cervical.outputs import write_outputs
 
     device = _checked_device(args)
     with writing_into(args.output) as stage:
         progress(0.1, "localising")
-        r = localize(args.input, device=device)
+        r = localize_cervical(args.input, device=device)
         write_outputs(r, stage, Path(args.input).name, probability=args.probability)
     progress(1.0, "done")
     progress.close()
@@ -322,7 +379,7 @@ register(Task(
     package="SpineAILib.cervical", slicer_module="CervicalLocalization", entry_point="SpineAILib.cervical.localize",
     usage="spineai cervical IMAGE --output DIR", help="localise the C3-C7 cervical spine in a lateral radiograph",
     output_files=("localization.png", "localization.json", "probability.png"),
-    run=lazy("SpineAILib.cervical.predict:localize"), result="SpineAILib.cervical.predict:CervicalResult",
+    run=lambda *a, **k: localize_cervical(*a, **k), result="SpineAILib.cervical.predict:CervicalResult",
     write_outputs=lazy("SpineAILib.cervical.outputs:write_outputs"),
     read_outputs=lazy("SpineAILib.cervical.outputs:read_outputs"),
     write_scene=lazy("SpineAILib.cervical.scene:write_cervical_result"),

@@ -135,3 +135,26 @@ def test_scene_markups_match_the_result(val_results, val_cases):
         if value is not None and key != "sacral_slope":
             # the endplate lines are stored to 0.01 px, the angle unrounded
             assert nodes[f"{key}_angle"].GetAngleDegrees() == pytest.approx(value, abs=0.05)
+
+
+def test_cervical_region_from_the_vertebra_labels(val_cases):
+    from matplotlib.path import Path as PolyPath
+
+    from SpineAILib.metrics import binary_metrics
+    from SpineAILib.phantoms import lateral_cervical_phantom
+    from SpineAILib.tasks import localize_cervical
+
+    c = val_cases[0]
+    img = read_image(c.image_path)
+    r = localize_cervical(img, device="cpu")
+    assert r.model.startswith("xray_vertebrae_lateral") and r.found
+    # the reference region: down the posterior corners C3 top .. C7 bottom, up the anterior ones
+    i3, i7 = LATERAL_VERTEBRAE.index("C3"), LATERAL_VERTEBRAE.index("C7")
+    post = sorted([p for i in range(i3, i7 + 1) for p in (c.corners[i, 0], c.corners[i, 2])], key=lambda p: p[1])
+    ant = sorted([p for i in range(i3, i7 + 1) for p in (c.corners[i, 1], c.corners[i, 3])], key=lambda p: -p[1])
+    yy, xx = np.mgrid[0:img.array.shape[0], 0:img.array.shape[1]]
+    gt = PolyPath(np.array(post + ant)).contains_points(np.stack([xx.ravel(), yy.ravel()], 1)).reshape(xx.shape)
+    m = binary_metrics(r.region, gt)
+    assert m["sensitivity"] > 0.6 and m["specificity"] > 0.99  # 0.72 / 0.999 on this radiograph
+    # where the labels name too few cervical vertebrae (the simple phantom) the FCN answers
+    assert localize_cervical(lateral_cervical_phantom().image, device="cpu").model == "cervical_fcn_r"

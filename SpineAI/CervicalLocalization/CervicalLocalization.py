@@ -76,11 +76,13 @@ class CervicalLocalizationLogic(ScriptedLoadableModuleLogic):
 
     def process(self, volumeNode, device="auto", probabilityVolume=False):
         """Blocking: localise and write the segment (and probability volume). Returns the result."""
-        from SpineAILib.cervical import localize
         from SpineAILib.cervical.scene import write_cervical_result
+        from SpineAILib.tasks import get_task
 
         image = self.checkInput(volumeNode)
-        result = localize(image, device=device)
+        # the registry's run: the lateral vertebra labelling's C3-C7 corners on real radiographs,
+        # else the region-aware FCN
+        result = get_task("cervical").run(image, device=device)
         write_cervical_result(slicer.mrmlScene, image, result, volumeNode, f"{volumeNode.GetName()} cervical",
                               probabilityVolume)
         return result
