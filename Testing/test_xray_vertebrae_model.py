@@ -47,7 +47,7 @@ def test_validation_radiographs_are_labelled(val_cases, val_results):
         ys = [v.centroid[1] for v in r.vertebrae]
         assert ys == sorted(ys)  # names in anatomical order top to bottom
     # measured with the shipped model: see the model card; a regression below these fails
-    assert ok / total >= 0.75  # 0.856 with the shipped model
+    assert ok / total >= 0.75  # 0.894 with the shipped model
     assert np.mean(dists) < 0.015  # under 1.5 % of the image height
 
 
@@ -64,7 +64,7 @@ def test_alignment_is_measured_on_validation_radiographs(val_cases, val_results)
             if {"top_posterior", "top_anterior"} <= set(v.corners):
                 assert v.corners["top_anterior"][0] > v.corners["top_posterior"][0], (c.name, v.name)
     assert len(errors) >= 4
-    assert np.median(errors) < 10.0  # MAE 4.6 degrees with the shipped model
+    assert np.median(errors) < 10.0  # MAE 5.2 degrees with the shipped model
 
 
 def test_cli_folder_contract_with_a_bad_file(tmp_path, data_dir, capsys):
@@ -144,17 +144,20 @@ def test_cervical_region_from_the_vertebra_labels(val_cases):
     from SpineAILib.phantoms import lateral_cervical_phantom
     from SpineAILib.tasks import localize_cervical
 
-    c = val_cases[0]
-    img = read_image(c.image_path)
-    r = localize_cervical(img, device="cpu")
-    assert r.model.startswith("xray_vertebrae_lateral") and r.found
-    # the reference region: down the posterior corners C3 top .. C7 bottom, up the anterior ones
-    i3, i7 = LATERAL_VERTEBRAE.index("C3"), LATERAL_VERTEBRAE.index("C7")
-    post = sorted([p for i in range(i3, i7 + 1) for p in (c.corners[i, 0], c.corners[i, 2])], key=lambda p: p[1])
-    ant = sorted([p for i in range(i3, i7 + 1) for p in (c.corners[i, 1], c.corners[i, 3])], key=lambda p: -p[1])
-    yy, xx = np.mgrid[0:img.array.shape[0], 0:img.array.shape[1]]
-    gt = PolyPath(np.array(post + ant)).contains_points(np.stack([xx.ravel(), yy.ravel()], 1)).reshape(xx.shape)
-    m = binary_metrics(r.region, gt)
-    assert m["sensitivity"] > 0.6 and m["specificity"] > 0.99  # 0.72 / 0.999 on this radiograph
+    sens, spec = [], []
+    for c in val_cases:
+        img = read_image(c.image_path)
+        r = localize_cervical(img, device="cpu")
+        assert r.model.startswith("xray_vertebrae_lateral") and r.found
+        # the reference region: down the posterior corners C3 top .. C7 bottom, up the anterior ones
+        i3, i7 = LATERAL_VERTEBRAE.index("C3"), LATERAL_VERTEBRAE.index("C7")
+        post = sorted([p for i in range(i3, i7 + 1) for p in (c.corners[i, 0], c.corners[i, 2])], key=lambda p: p[1])
+        ant = sorted([p for i in range(i3, i7 + 1) for p in (c.corners[i, 1], c.corners[i, 3])], key=lambda p: -p[1])
+        yy, xx = np.mgrid[0:img.array.shape[0], 0:img.array.shape[1]]
+        gt = PolyPath(np.array(post + ant)).contains_points(np.stack([xx.ravel(), yy.ravel()], 1)).reshape(xx.shape)
+        m = binary_metrics(r.region, gt)
+        sens.append(m["sensitivity"])
+        spec.append(m["specificity"])
+    assert np.mean(sens) > 0.7 and min(spec) > 0.99  # mean 0.76 / min 0.998 with the shipped model
     # where the labels name too few cervical vertebrae (the simple phantom) the FCN answers
     assert localize_cervical(lateral_cervical_phantom().image, device="cpu").model == "cervical_fcn_r"

@@ -40,14 +40,17 @@ def prepare_source(array: np.ndarray, rows: int = SOURCE_ROWS) -> tuple[np.ndarr
 
 
 def fit_matrix(source_shape: tuple[int, int], canvas: tuple[int, int] = CANVAS,
-               window: tuple[float, float] | None = None) -> np.ndarray:
+               window: tuple[float, float] | None = None,
+               columns: tuple[float, float] | None = None) -> np.ndarray:
     """3x3 affine canvas pixel -> source pixel that fits the source rows ``window`` (first, last
-    row as floats; default all) and the whole width into the canvas, centred, aspect kept."""
+    row as floats; default all) and the columns ``columns`` (default the whole width) into the
+    canvas, centred, aspect kept."""
     h, w = source_shape
     y0, y1 = window if window is not None else (-0.5, h - 0.5)
+    x0, x1 = columns if columns is not None else (-0.5, w - 0.5)
     H, W = canvas
-    s = min(H / (y1 - y0), W / w)  # canvas pixels per source pixel
-    cx_s, cy_s = (w - 1) / 2, (y0 + y1) / 2
+    s = min(H / (y1 - y0), W / (x1 - x0))  # canvas pixels per source pixel
+    cx_s, cy_s = (x0 + x1) / 2, (y0 + y1) / 2
     cx_c, cy_c = (W - 1) / 2, (H - 1) / 2
     return np.array([[1 / s, 0, cx_s - cx_c / s], [0, 1 / s, cy_s - cy_c / s], [0, 0, 1.0]])
 

@@ -70,6 +70,8 @@ class XrayVertebraeTrainConfig:
     w_offset: float = option(1.0, "weight of the centre/corner offset L1 (map pixels)")
     w_level: float = option(0.5, "weight of the level map's L1 (levels)")
     crop_rate: float = option(0.5, "share of samples cropped to a vertical window")
+    neck_rate: float = option(0.0, "share of samples cropped to a lateral cervical view (top to below T2, "
+                                   "about square)")
     rotate_deg: float = option(10.0, "largest augmentation rotation (degrees)")
     scale_range: list[float] = option([0.85, 1.15], "augmentation scale range")
     translate: float = option(0.06, "largest shift (fraction of the canvas)")
@@ -122,14 +124,25 @@ def build_cache(cases, negatives: list[Path], cache_file: Path) -> dict:
 
 
 def random_matrix(shape: tuple[int, int], centroids: np.ndarray, cfg, rng: np.random.Generator,
-                  canvas=CANVAS) -> np.ndarray:
+                  canvas=CANVAS, box: list | None = None) -> np.ndarray:
     """Canvas -> source matrix of one augmented sample: an optional vertical crop window (at
     least about three vertebrae of the labelled ones, or any window for a negative), then
-    rotation, scale, shift and flip about the canvas centre."""
+    rotation, scale, shift and flip about the canvas centre. A cervical view's source box
+    (x0, x1, y0, y1) is appended to ``box`` (a real cervical radiograph has nothing outside it)."""
     h, w = shape
-    window = None
+    window = columns = None
     ys = centroids[~np.isnan(centroids[:, 1]), 1]
-    if rng.random() < cfg.crop_rate:
+    neck = centroids[1:8]  # C3..T2 (index 1..7)
+    if rng.random() < cfg.neck_rate and not np.isnan(neck).any():
+        # a lateral cervical view: from the top to below T2, about as wide as high, around the neck
+        bottom = min(h - 0.5, neck[-1, 1] + rng.uniform(0.5, 3) * np.median(np.diff(neck[:, 1])))
+        top = max(-0.5, rng.uniform(-0.5, 0.3 * neck[0, 1]))
+        width = (bottom - top) * rng.uniform(0.7, 1.2)
+        cx = neck[:, 0].mean() + rng.uniform(-0.15, 0.15) * width
+        window, columns = (top, bottom), (max(-0.5, cx - width / 2), min(w - 0.5, cx + width / 2))
+        if box is not None:
+            box.append((*columns, *window))
+    elif rng.random() < cfg.crop_rate:
         if len(ys) >= 4:
             i0 = rng.integers(0, len(ys) - 3)
             i1 = rng.integers(i0 + 3, len(ys) + 1)
@@ -141,7 +154,7 @@ def random_matrix(shape: tuple[int, int], centroids: np.ndarray, cfg, rng: np.ra
             frac = rng.uniform(0.3, 1.0)
             top = rng.uniform(-0.5, h - 0.5 - frac * h)
             window = (top, top + frac * h)
-    m = fit_matrix(shape, canvas, window)
+    m = fit_matrix(shape, canvas, window, columns)
     H, W = canvas
     ang = np.radians(rng.uniform(-cfg.rotate_deg, cfg.rotate_deg))
     s = rng.uniform(*cfg.scale_range)
@@ -340,13 +353,27 @@ def train(cfg: XrayVertebraeTrainConfig) -> dict:
     def step(net, k, rng, device):
         b = [int(rng.choice(neg_idx)) if len(neg_idx) and rng.random() < cfg.negative_rate
              else int(rng.choice(tr_idx)) for _ in range(cfg.batch_size)]
-        mats, corners = [], []
+        mats, corners, boxes = [], [], []
         for i in b:
-            cor = cache["corners"][i]
-            m = random_matrix(srcs[i].shape, vertebra_centroids(cor), cfg, rng)
+            cor = cache["corners"][i].copy()
+            box: list = []
+            m = random_matrix(srcs[i].shape, vertebra_centroids(cor), cfg, rng, box=box)
+            if box:  # a cervical view: vertebrae outside it are not in view
+                x0, x1, y0, y1 = box[0]
+                cen = vertebra_centroids(cor)
+                out = ~((cen[:, 0] >= x0) & (cen[:, 0] <= x1) & (cen[:, 1] >= y0) & (cen[:, 1] <= y1))
+                cor[out] = np.nan
             mats.append(m)
+            boxes.append(box[0] if box else None)
             corners.append(to_canvas_points(cor, m))
         x = sample_canvas([srcs[i] for i in b], mats)
+        for k, (m, bx) in enumerate(zip(mats, boxes, strict=True)):
+            if bx is not None:  # blank what lies outside the cervical view, as its padding would be
+                yy, xx = np.mgrid[0:x.shape[2], 0:x.shape[3]]
+                sx = m[0, 0] * xx + m[0, 1] * yy + m[0, 2]
+                sy = m[1, 0] * xx + m[1, 1] * yy + m[1, 2]
+                inside = (sx >= bx[0]) & (sx <= bx[1]) & (sy >= bx[2]) & (sy <= bx[3])
+                x[k, 0] *= torch.as_tensor(inside, dtype=x.dtype)
         x = x.clamp(0, 1) ** torch.tensor(rng.uniform(0.6, 1.6, len(b)), dtype=torch.float32).view(-1, 1, 1, 1)
         x = x * torch.tensor(rng.uniform(0.8, 1.2, len(b)), dtype=torch.float32).view(-1, 1, 1, 1)
         x = x + torch.tensor(rng.uniform(-0.1, 0.1, len(b)), dtype=torch.float32).view(-1, 1, 1, 1)
