@@ -18,15 +18,14 @@ from SpineAILib.io import Image, read_image
 from SpineAILib.xray_vertebrae import label
 from SpineAILib.xray_vertebrae.evaluate import C3_L5, identify
 
-SPLIT = json.loads(open(__file__.replace("Testing/test_xray_vertebrae_model.py",
-                                         "Resources/Splits/xray_lateral_split.json"), encoding="utf-8").read())
-
 
 @pytest.fixture(scope="module")
 def val_cases(data_dir):
-    from SpineAILib.xray_vertebrae.data import load_coco_keypoints
+    from SpineAILib.xray_vertebrae.data import default_split, load_coco_keypoints
 
-    return [c for c in load_coco_keypoints(data_dir / "xray_lateral") if c.name in SPLIT["val"]]
+    cases = load_coco_keypoints(data_dir / "xray_lateral")
+    val = default_split(cases)["val"]
+    return [c for c in cases if c.name in val]
 
 
 @pytest.fixture(scope="module")
@@ -67,10 +66,10 @@ def test_alignment_is_measured_on_validation_radiographs(val_cases, val_results)
     assert np.median(errors) < 10.0  # MAE 5.2 degrees with the shipped model
 
 
-def test_cli_folder_contract_with_a_bad_file(tmp_path, data_dir, capsys):
+def test_cli_folder_contract_with_a_bad_file(tmp_path, val_cases, capsys):
     src = tmp_path / "in"
     src.mkdir()
-    shutil.copy(data_dir / "xray_lateral" / "images" / f"{SPLIT['val'][0]}.png", src / "lat.png")
+    shutil.copy(val_cases[0].image_path, src / "lat.png")
     (src / "broken.png").write_bytes(b"not a png")
     out = tmp_path / "out"
     assert main(["xray-vertebrae", str(src), "--output", str(out), "--device", "cpu", "--quiet"]) == EXIT_OK

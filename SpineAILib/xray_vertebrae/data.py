@@ -96,6 +96,16 @@ def load_coco_keypoints(root: str | os.PathLike, annotations: str = "annotations
     return cases
 
 
+VAL_IMAGES = 6  # validation images of the default split
+SPLIT_SEED = 0
+
+
+def default_split(cases: list[LateralCase]) -> dict[str, list[str]]:
+    """The seeded train/validation split of a collection, derived from its image names (nothing
+    about the data is stored in the repository): ``split_names(names, VAL_IMAGES, SPLIT_SEED)``."""
+    return split_names([c.name for c in cases], VAL_IMAGES, SPLIT_SEED)
+
+
 def split_names(names: list[str], n_val: int, seed: int = 0) -> dict[str, list[str]]:
     """Seeded train/validation split of image names (one image per patient in these collections)."""
     rng = np.random.default_rng(seed)

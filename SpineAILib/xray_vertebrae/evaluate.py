@@ -27,12 +27,11 @@ from SpineAILib.anatomy import AASCE_VERTEBRAE, LATERAL_VERTEBRAE
 from SpineAILib.io import read_image
 from SpineAILib.xray_vertebrae import predict as _predict
 from SpineAILib.xray_vertebrae.alignment import ALIGNMENT_COLUMNS, sagittal_alignment
-from SpineAILib.xray_vertebrae.data import load_coco_keypoints
+from SpineAILib.xray_vertebrae.data import default_split, load_coco_keypoints
 from SpineAILib.xray_vertebrae.model import DECODINGS
 from SpineAILib.xray_vertebrae.predict import label
 
 REPO = Path(__file__).resolve().parents[2]
-DEFAULT_SPLIT = REPO / "Resources" / "Splits" / "xray_lateral_split.json"
 AASCE_SPLIT = REPO / "Resources" / "Splits" / "aasce_split.json"
 C3_L5 = LATERAL_VERTEBRAE[1:-1]
 
@@ -62,11 +61,12 @@ def identify(result, truth: dict[str, np.ndarray], names: list[str]) -> tuple[in
     return ok, total, dists, shift
 
 
-def evaluate_lateral(data: str, subset: str = "val", split: str | Path = DEFAULT_SPLIT, device: str = "auto",
+def evaluate_lateral(data: str, subset: str = "val", split: str | Path = "", device: str = "auto",
                      models_dir: str | None = None, rows: list | None = None) -> dict:
     cases = load_coco_keypoints(data)
     if subset != "all":
-        names = set(json.loads(Path(split).read_text(encoding="utf-8"))[subset])
+        names = set(json.loads(Path(split).read_text(encoding="utf-8"))[subset] if split else
+                    default_split(cases)[subset])
         cases = [c for c in cases if c.name in names]
     out: dict = {"cases": len(cases), "subset": subset}
     shipped = _predict.DECODING
@@ -126,7 +126,8 @@ def evaluate_ap(data: str, subset: str = "val", split: str | Path = AASCE_SPLIT,
 
     cases = load_aasce(data)
     if subset != "all":
-        names = set(json.loads(Path(split).read_text(encoding="utf-8"))[subset])
+        names = set(json.loads(Path(split).read_text(encoding="utf-8"))[subset] if split else
+                    default_split(cases)[subset])
         cases = [c for c in cases if c.name in names]
     cases = cases[:limit or None]
     ok = total = shifted = auto_ok = 0
@@ -161,7 +162,7 @@ def main(argv=None) -> int:
     p.add_argument("--data", required=True, help="folder with images/ and annotations.json (COCO keypoints)")
     p.add_argument("--aasce", default="", help="AASCE-layout folder: also evaluate the AP view")
     p.add_argument("--subset", default="val", help="split subset (train, val) or all")
-    p.add_argument("--split", default=str(DEFAULT_SPLIT))
+    p.add_argument("--split", default="", help="split JSON ('': the seeded split derived from the image names)")
     p.add_argument("--aasce-limit", type=int, default=0, help="first N AASCE cases only (0: all of the subset)")
     p.add_argument("--device", default="auto")
     p.add_argument("--models-dir", default=None)

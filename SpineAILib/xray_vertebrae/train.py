@@ -43,7 +43,6 @@ from SpineAILib.xray_vertebrae.predict import decode_maps
 from SpineAILib.xray_vertebrae.preprocess import CANVAS, fit_matrix, prepare_source, sample_canvas, to_canvas_points
 
 REPO = Path(__file__).resolve().parents[2]
-DEFAULT_SPLIT = REPO / "Resources" / "Splits" / "xray_lateral_split.json"
 V = len(LATERAL_VERTEBRAE)
 
 
@@ -54,7 +53,7 @@ class XrayVertebraeTrainConfig:
     negatives: str = option("", "AASCE-layout folder of other-view radiographs shown with empty targets ('' none)")
     n_negatives: int = option(60, "how many negative radiographs to use")
     negative_rate: float = option(0.15, "share of samples that are negatives")
-    split: str = option(str(DEFAULT_SPLIT), "split JSON (created, seeded, if missing)")
+    split: str = option("", "split JSON to use ('': the seeded split derived from the image names)")
     n_val: int = option(6, "validation images in a new split")
     seed: int = option(0, "random seed (also of a new split)")
     steps: int = option(1500, "optimizer steps")
@@ -83,13 +82,11 @@ class XrayVertebraeTrainConfig:
 
 
 # ------------------------------------------------------------------------------- data
-def make_split(names: list[str], path: Path, n_val: int, seed: int) -> dict:
-    if path.is_file():
-        return json.loads(path.read_text(encoding="utf-8"))
-    data = {"seed": seed, "by": "image (one per patient)", **split_names(names, n_val, seed)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-    return data
+def make_split(names: list[str], path: str, n_val: int, seed: int) -> dict:
+    """The split in ``path`` when given, else derived (seeded) from the image names."""
+    if path:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    return split_names(names, n_val, seed)
 
 
 def build_cache(cases, negatives: list[Path], cache_file: Path) -> dict:
@@ -333,7 +330,7 @@ def train(cfg: XrayVertebraeTrainConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.json")
     cases = load_coco_keypoints(cfg.data)
-    split = make_split([c.name for c in cases], Path(cfg.split), cfg.n_val, cfg.seed)
+    split = make_split([c.name for c in cases], cfg.split, cfg.n_val, cfg.seed)
     by_name = {c.name: c for c in cases}
     negatives: list[Path] = []
     if cfg.negatives:
