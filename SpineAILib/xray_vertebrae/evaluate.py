@@ -137,7 +137,8 @@ def evaluate_ap(data: str, subset: str = "val", split: str | Path = AASCE_SPLIT,
         t0 = time.perf_counter()
         r = label(img, view="auto", device=device, models_dir=models_dir)
         secs.append(time.perf_counter() - t0)
-        auto_ok += r.view == "ap"
+        auto_view = r.view
+        auto_ok += auto_view == "ap"
         if r.view != "ap":
             r = label(img, view="ap", device=device, models_dir=models_dir)
         truth = dict(zip(AASCE_VERTEBRAE, c.landmarks.reshape(17, 4, 2).mean(1), strict=True))
@@ -145,7 +146,7 @@ def evaluate_ap(data: str, subset: str = "val", split: str | Path = AASCE_SPLIT,
         ok, total, shifted = ok + o, total + t, shifted + (s != 0)
         dists += [100 * x / img.array.shape[0] for x in d]
         if rows is not None:
-            rows.append([c.name, "ap", f"{o}/{t}", len(r.vertebrae), *([""] * 8), "ap" if auto_ok else "", ""])
+            rows.append([c.name, "ap", f"{o}/{t}", len(r.vertebrae), *([""] * 8), auto_view, ""])
     return {"cases": len(cases), "subset": subset, "id_rate_t1_l5": ok / max(total, 1),
             "images_with_level_shift": shifted,
             "mean_distance_percent_height": float(np.mean(dists)) if dists else None,
