@@ -5,6 +5,7 @@ status rule, quiet C-library messages, and a corpus of bad files run through eve
 from __future__ import annotations
 
 import gzip
+import json
 import struct
 import sys
 import zipfile
@@ -250,6 +251,8 @@ def test_a_built_wheel_carries_the_models(tmp_path):
                          env={"PYTHONPATH": str(tmp_path / "site"), "PATH": "/usr/bin:/bin"}, timeout=120)
     assert out.returncode == 0, out.stderr
     assert int(out.stdout.strip()) == len(rows)
+    term = tmp_path / "site" / "SpineAILib" / "_terminology" / "SegmentationCategoryTypeModifier-SpineAI.term.json"
+    assert json.loads(term.read_text(encoding="utf-8"))["SegmentationCategoryTypeContextName"].endswith("SpineAI")
 
 
 # ------------------------------------------------------------------ what is not there: fracture

@@ -8,8 +8,6 @@ Console (blocking)::
     result.found, result.axis_angle_deg, result.warnings
 """
 
-import tempfile
-
 import slicer
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
@@ -24,27 +22,25 @@ import SpineAICommon
 class CervicalLocalization(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = "Cervical Localization"
-        self.parent.categories = ["SpineAI"]
-        self.parent.dependencies = []
-        self.parent.contributors = ["SpineAI developers"]
-        self.parent.helpText = (
+        SpineAICommon.describeModule(
+            self.parent, "Cervical Localization",
             "Select a lateral cervical spine radiograph and click Apply: SpineAI segments the region of the "
             "C3-C7 vertebrae (region-aware localisation, Al Arif et al.). The shipped model was trained on "
-            "synthetic phantoms only; retrain it on real radiographs with the SpineAI training script."
-        )
-        self.parent.acknowledgementText = "Method: Al Arif, Knapp and Slabaugh, DLMIA 2017."
+            "synthetic phantoms only; retrain it on real radiographs with the SpineAI training script.",
+            "Method: Al Arif, Knapp and Slabaugh, DLMIA 2017.")
 
 
 class CervicalLocalizationWidget(SpineAICommon.TaskWidgetMixin, ScriptedLoadableModuleWidget):
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
+        if SpineAICommon.UNSUPPORTED:
+            SpineAICommon.setupUnsupported(self)
+            return
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/CervicalLocalization.ui"))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = CervicalLocalizationLogic()
-        self._workDir = None
         self.setupTaskControls()
 
     def checkAndStart(self):
@@ -52,20 +48,22 @@ class CervicalLocalizationWidget(SpineAICommon.TaskWidgetMixin, ScriptedLoadable
         self.logic.checkInput(volume)
         if not SpineAICommon.ensureDependencies():
             return
-        self._workDir = tempfile.mkdtemp(prefix="spineai-cervical-")
+        self.newWorkDir("cervical")
         inputPath = SpineAICommon.exportVolume(volume, self._workDir)
         self.startTask("cervical", [inputPath, "--output", self._workDir, "--probability"],
                        "Localising in the background...")
 
     def onTaskSucceeded(self, output):
-        result = self.logic.readResult(self._workDir, self.ui.inputSelector.currentNode(),
+        result = self.logic.readResult(self._workDir, self._taskVolume,
                                        self.ui.probabilityCheckBox.checked)
         self.ui.statusLabel.text = "Found." if result.found else "No cervical spine found."
         if result.warnings:
             slicer.util.warningDisplay("\n\n".join(result.warnings), windowTitle="Cervical Localization")
 
 
-class CervicalLocalizationLogic(ScriptedLoadableModuleLogic):
+class CervicalLocalizationLogic(SpineAICommon.OutputNodesMixin, ScriptedLoadableModuleLogic):
+    FOLDER = "cervical spine"
+
     def checkInput(self, volumeNode):
         from SpineAILib.preprocessing import check_image
         from SpineAILib.scene import image_from_volume_node
@@ -83,8 +81,9 @@ class CervicalLocalizationLogic(ScriptedLoadableModuleLogic):
         # the registry's run: the lateral vertebra labelling's C3-C7 corners on real radiographs,
         # else the region-aware FCN
         result = get_task("cervical").run(image, device=device)
-        write_cervical_result(slicer.mrmlScene, image, result, volumeNode, f"{volumeNode.GetName()} cervical",
-                              probabilityVolume)
+        nodes = write_cervical_result(slicer.mrmlScene, image, result, volumeNode, f"{volumeNode.GetName()} cervical",
+                                      probabilityVolume)
+        self.placeResults(nodes, volumeNode, self.FOLDER)
         return result
 
     def readResult(self, workDir, volumeNode, probabilityVolume=False):
@@ -94,8 +93,9 @@ class CervicalLocalizationLogic(ScriptedLoadableModuleLogic):
 
         image = self.checkInput(volumeNode)
         result = get_task("cervical").read_outputs(workDir)
-        write_cervical_result(slicer.mrmlScene, image, result, volumeNode, f"{volumeNode.GetName()} cervical",
-                              probabilityVolume)
+        nodes = write_cervical_result(slicer.mrmlScene, image, result, volumeNode, f"{volumeNode.GetName()} cervical",
+                                      probabilityVolume)
+        self.placeResults(nodes, volumeNode, self.FOLDER)
         return result
 
 
@@ -106,6 +106,9 @@ class CervicalLocalizationTest(ScriptedLoadableModuleTest):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
+        if SpineAICommon.torchMissing():
+            self.delayDisplay("CervicalLocalization test skipped: PyTorch is not installed.")
+            return
         self.setUp()
         self.test_phantom()
 

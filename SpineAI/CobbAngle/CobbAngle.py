@@ -8,8 +8,6 @@ Console (blocking)::
     result.values, result.angles.main.upper_end, result.warnings
 """
 
-import tempfile
-
 import slicer
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
@@ -24,31 +22,27 @@ import SpineAICommon
 class CobbAngle(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = "Cobb Angle"
-        self.parent.categories = ["SpineAI"]
-        self.parent.dependencies = []
-        self.parent.contributors = ["SpineAI developers"]
-        self.parent.helpText = (
+        SpineAICommon.describeModule(
+            self.parent, "Cobb Angle",
             "Select an AP spine radiograph (2D, one slice) and click Apply. SpineAI detects the four corners of "
             "the 17 vertebrae T1-L5 and computes the three Cobb angles as the AASCE 2019 challenge defines them "
             "(main curve, the curve above and the curve below). A warning is shown when the detection is not "
-            "trustworthy (wrong view, not a spine, vertebrae missed)."
-        )
-        self.parent.acknowledgementText = (
+            "trustworthy (wrong view, not a spine, vertebrae missed).",
             "Landmark model trained by SpineAI on the AASCE 2019 challenge training data (SpineWeb dataset 16, "
-            "London Health Sciences Center; Wu et al., MICCAI 2017). Research use only."
-        )
+            "London Health Sciences Center; Wu et al., MICCAI 2017). Research use only.")
 
 
 class CobbAngleWidget(SpineAICommon.TaskWidgetMixin, ScriptedLoadableModuleWidget):
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
+        if SpineAICommon.UNSUPPORTED:
+            SpineAICommon.setupUnsupported(self)
+            return
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/CobbAngle.ui"))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = CobbAngleLogic()
-        self._workDir = None
         self.setupTaskControls()
 
     def checkAndStart(self):
@@ -56,22 +50,24 @@ class CobbAngleWidget(SpineAICommon.TaskWidgetMixin, ScriptedLoadableModuleWidge
         self.logic.checkInput(volume)
         if not SpineAICommon.ensureDependencies():
             return
-        self._workDir = tempfile.mkdtemp(prefix="spineai-cobb-")
+        self.newWorkDir("cobb")
         inputPath = SpineAICommon.exportVolume(volume, self._workDir)
         self.startTask("cobb", self.logic.cliArguments(inputPath, self._workDir),
                        "Detecting vertebrae in the background...")
 
     def onTaskSucceeded(self, output):
         result = self.logic.readResult(self._workDir)
-        self.logic.writeResult(self.ui.inputSelector.currentNode(), result)
+        self.logic.writeResult(self._taskVolume, result)
         main, upper, lower = result.values
         self.ui.statusLabel.text = f"Main {main:.1f}°, upper {upper:.1f}°, lower {lower:.1f}° (confidence {result.confidence:.2f})"
         if result.warnings:
             slicer.util.warningDisplay("\n\n".join(result.warnings), windowTitle="Cobb Angle: low confidence")
 
 
-class CobbAngleLogic(ScriptedLoadableModuleLogic):
+class CobbAngleLogic(SpineAICommon.OutputNodesMixin, ScriptedLoadableModuleLogic):
     """GUI-free: usable from the Python console; the Widget only adds the background process."""
+
+    FOLDER = "Cobb angles"
 
     def checkInput(self, volumeNode):
         """Raise ValueError (with the reason) for inputs the model cannot take."""
@@ -96,7 +92,9 @@ class CobbAngleLogic(ScriptedLoadableModuleLogic):
         from SpineAILib.scene import image_from_volume_node
 
         image = image_from_volume_node(volumeNode).as_2d("Cobb angle estimation")
-        return write_cobb_result(slicer.mrmlScene, image, result, prefix=f"{volumeNode.GetName()} Cobb")
+        nodes = write_cobb_result(slicer.mrmlScene, image, result, prefix=f"{volumeNode.GetName()} Cobb")
+        self.placeResults(nodes, volumeNode, self.FOLDER)
+        return nodes
 
     # Background-process plumbing (the CLI is the same code path as process()).
     def cliArguments(self, inputPath, workDir):
@@ -116,6 +114,9 @@ class CobbAngleTest(ScriptedLoadableModuleTest):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
+        if SpineAICommon.torchMissing():
+            self.delayDisplay("CobbAngle test skipped: PyTorch is not installed.")
+            return
         self.setUp()
         self.test_rule_and_scene_on_phantom()
 

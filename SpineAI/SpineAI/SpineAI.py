@@ -5,6 +5,7 @@ gathers inputs and shows progress; the Test runs inside Slicer on the same Spine
 functions the pytest suite covers.
 """
 
+import logging
 import os
 
 import slicer
@@ -15,7 +16,7 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleWidget,
 )
 
-import SpineAICommon  # noqa: F401  (makes SpineAILib importable from a source checkout)
+import SpineAICommon
 
 ABOUT = (
     "SpineAI brings spine-imaging AI to 3D Slicer: Cobb angles from AP radiographs, CT vertebra "
@@ -28,20 +29,46 @@ ABOUT = (
 class SpineAI(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = "SpineAI"
-        self.parent.categories = ["SpineAI"]
-        self.parent.dependencies = []
-        self.parent.contributors = ["SpineAI developers"]
-        self.parent.helpText = ABOUT + "\n\nSee the README of the SpineAI extension for the console and CLI API."
-        self.parent.acknowledgementText = (
+        SpineAICommon.describeModule(
+            self.parent, "SpineAI",
+            ABOUT + " See the documentation for the console and CLI API.",
             "Uses PyTorch, MONAI, SimpleITK and VTK. Phantoms are synthetic; real-data models cite their data sets "
-            "in their model cards."
-        )
+            "in their model cards.")
+        if not SpineAICommon.UNSUPPORTED:
+            # Slicer's Terminologies and Sample Data modules are ready only once startup completes.
+            slicer.app.connect("startupCompleted()", self.registerWithSlicer)
+
+    def registerWithSlicer(self):
+        """Load the SpineAI terminology context and register the phantoms as sample data. A
+        failure is logged and leaves the modules usable."""
+        try:
+            SpineAICommon.loadTerminology()
+        except Exception as exc:  # noqa: BLE001 - the segments then keep their codes without a context
+            logging.warning(f"SpineAI: could not load the terminology: {exc}")
+        try:
+            import SampleData
+
+            SpineAICommon.registerSampleData(SampleData.SampleDataLogic, self.iconPath)
+        except Exception as exc:  # noqa: BLE001
+            logging.warning(f"SpineAI: could not register the sample data: {exc}")
+
+    def iconPath(self, moduleName):
+        """A module's icon: Resources/Icons next to the modules (build/install tree) or in the
+        module's own folder (source tree)."""
+        here = os.path.dirname(self.parent.path)
+        for path in (os.path.join(here, "Resources", "Icons", f"{moduleName}.png"),
+                     os.path.join(here, "..", moduleName, "Resources", "Icons", f"{moduleName}.png")):
+            if os.path.isfile(path):
+                return os.path.abspath(path)
+        return None
 
 
 class SpineAIWidget(ScriptedLoadableModuleWidget):
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
+        if SpineAICommon.UNSUPPORTED:
+            SpineAICommon.setupUnsupported(self)
+            return
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/SpineAI.ui"))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
@@ -148,6 +175,13 @@ class SpineAITest(ScriptedLoadableModuleTest):
         self.setUp()
         self.test_scene_writers()
         self.test_info()
+        self.test_terminology()
+
+    def test_terminology(self):
+        from SpineAILib.scene.terminology import CONTEXT_NAME
+
+        self.assertEqual(SpineAICommon.loadTerminology(), CONTEXT_NAME)
+        self.delayDisplay("Terminology OK")
 
     def test_scene_writers(self):
         import numpy as np

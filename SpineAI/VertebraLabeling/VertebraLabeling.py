@@ -14,8 +14,6 @@ Console (blocking)::
     logic.updateFromPoints(slicer.util.getNode("CT"), pointsNode)
 """
 
-import tempfile
-
 import slicer
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
@@ -30,18 +28,14 @@ import SpineAICommon
 class VertebraLabeling(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = "Vertebra Labeling"
-        self.parent.categories = ["SpineAI"]
-        self.parent.dependencies = []
-        self.parent.contributors = ["SpineAI developers"]
-        self.parent.helpText = (
+        SpineAICommon.describeModule(
+            self.parent, "Vertebra Labeling",
             "Select a CT volume and click Apply: SpineAI finds the vertebrae and labels them C1..L5/S1 "
             "(two-stage detection + identification CNNs, McCouat and Glocker). Results: a point per vertebra, a "
-            "segment per vertebra and a table. Correct a label by renaming a point (or shift all labels from one "
-            "point), move points, then click 'Update segments and table'. The shipped models were trained on "
-            "synthetic CT phantoms and one real chest CT; see the model cards for what that means for accuracy."
-        )
-        self.parent.acknowledgementText = (
+            "segment per vertebra and a table, in a folder named after the CT in the Data module. Correct a label "
+            "by renaming a point (or shift all labels from one point), move points, then click 'Update segments "
+            "and table' (it updates that CT's corrected segments and table). The shipped models were trained on "
+            "synthetic CT phantoms and one real chest CT; see the model cards for what that means for accuracy.",
             "Method: McCouat and Glocker, 'Vertebrae detection and localization in CT with two-stage CNNs and "
             "dense annotations', MICCAI MSKI workshop 2019.")
 
@@ -49,12 +43,14 @@ class VertebraLabeling(ScriptedLoadableModule):
 class VertebraLabelingWidget(SpineAICommon.TaskWidgetMixin, ScriptedLoadableModuleWidget):
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
+        if SpineAICommon.UNSUPPORTED:
+            SpineAICommon.setupUnsupported(self)
+            return
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/VertebraLabeling.ui"))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = VertebraLabelingLogic()
-        self._workDir = None
         self.setupTaskControls()
         self.ui.updateButton.connect("clicked(bool)", self.onUpdateFromPoints)
         self.ui.shiftButton.connect("clicked(bool)", self.onShiftLabels)
@@ -64,12 +60,12 @@ class VertebraLabelingWidget(SpineAICommon.TaskWidgetMixin, ScriptedLoadableModu
         self.logic.checkInput(volume)
         if not SpineAICommon.ensureDependencies():
             return
-        self._workDir = tempfile.mkdtemp(prefix="spineai-vertebrae-")
-        inputPath = SpineAICommon.exportVolume(volume, self._workDir)
-        self.startTask("vertebrae", [inputPath, "--output", self._workDir], "Labelling vertebrae in the background...")
+        workDir = self.newWorkDir("vertebrae")
+        inputPath = SpineAICommon.exportVolume(volume, workDir)
+        self.startTask("vertebrae", [inputPath, "--output", workDir], "Labelling vertebrae in the background...")
 
     def onTaskSucceeded(self, output):
-        nodes, result = self.logic.readResult(self._workDir, self.ui.inputSelector.currentNode())
+        nodes, result = self.logic.readResult(self._workDir, self._taskVolume)
         self.ui.pointsSelector.setCurrentNode(nodes["centroids"])
         found = result.names()
         numbered = {None: "the network alone", "ribs": "the ribs"}.get(result.numbering, result.numbering)
@@ -80,10 +76,11 @@ class VertebraLabelingWidget(SpineAICommon.TaskWidgetMixin, ScriptedLoadableModu
 
     def onUpdateFromPoints(self):
         try:
-            self.logic.updateFromPoints(self.ui.inputSelector.currentNode(), self.ui.pointsSelector.currentNode())
+            with slicer.util.WaitCursor():
+                self.logic.updateFromPoints(self.ui.inputSelector.currentNode(), self.ui.pointsSelector.currentNode())
             self.ui.statusLabel.text = "Segments and table updated from the points."
         except Exception as exc:  # noqa: BLE001 - shown to the user, Slicer keeps running
-            SpineAICommon.showError("Could not update from the points.", exc)
+            SpineAICommon.showError(f"Could not update from the points: {exc}", exc)
 
     def onShiftLabels(self):
         try:
@@ -91,11 +88,12 @@ class VertebraLabelingWidget(SpineAICommon.TaskWidgetMixin, ScriptedLoadableModu
                                    self.ui.shiftToLineEdit.text)
             self.ui.statusLabel.text = "Labels shifted; click 'Update segments and table' to rebuild the segments."
         except Exception as exc:  # noqa: BLE001
-            SpineAICommon.showError("Could not shift the labels.", exc)
+            SpineAICommon.showError(f"Could not shift the labels: {exc}", exc)
 
 
-class VertebraLabelingLogic(ScriptedLoadableModuleLogic):
+class VertebraLabelingLogic(SpineAICommon.OutputNodesMixin, ScriptedLoadableModuleLogic):
     TASK = "Vertebra labelling"
+    FOLDER = "vertebrae"
 
     def checkInput(self, volumeNode):
         from SpineAILib.preprocessing import check_image
@@ -105,25 +103,30 @@ class VertebraLabelingLogic(ScriptedLoadableModuleLogic):
             raise ValueError("Select a CT volume first.")
         return check_image(image_from_volume_node(volumeNode), self.TASK, ndim=3, min_size=2)
 
-    def process(self, volumeNode, device="auto"):
-        """Blocking: locate the vertebrae and write points, segments and table. Returns the result."""
-        from SpineAILib.vertebrae import locate
+    def _write(self, result, volumeNode):
         from SpineAILib.vertebrae.scene import write_vertebrae_result
+
+        nodes = write_vertebrae_result(slicer.mrmlScene, result, volumeNode, f"{volumeNode.GetName()} vertebra")
+        self.placeResults(nodes, volumeNode, self.FOLDER)
+        return nodes
+
+    def process(self, volumeNode, device="auto"):
+        """Blocking: locate the vertebrae and write points, segments and table (one new folder
+        per run). Returns the result."""
+        from SpineAILib.vertebrae import locate
 
         image = self.checkInput(volumeNode)
         result = locate(image, device=device)
-        write_vertebrae_result(slicer.mrmlScene, result, volumeNode, f"{volumeNode.GetName()} vertebra")
+        self._write(result, volumeNode)
         return result
 
     def readResult(self, workDir, volumeNode):
         """Load the background process's files (centroids.json, report.json, vertebrae.nii.gz) into
         the scene. Returns (nodes, result)."""
         from SpineAILib.tasks import get_task
-        from SpineAILib.vertebrae.scene import write_vertebrae_result
 
         result = get_task("vertebrae").read_outputs(workDir)
-        nodes = write_vertebrae_result(slicer.mrmlScene, result, volumeNode, f"{volumeNode.GetName()} vertebra")
-        return nodes, result
+        return self._write(result, volumeNode), result
 
     @staticmethod
     def centroidsFromPoints(pointsNode):
@@ -136,7 +139,7 @@ class VertebraLabelingLogic(ScriptedLoadableModuleLogic):
             raise ValueError("Select the vertebra point list first.")
         names, ras = fiducials_ras(pointsNode)
         out = {}
-        for name, p in zip(names, ras, strict=True):
+        for name, p in zip(names, ras):
             lab = anatomy.vertebra_label(name)
             if lab in out:
                 raise ValueError(f"Two points are named {name}; every vertebra name may appear once.")
@@ -144,19 +147,27 @@ class VertebraLabelingLogic(ScriptedLoadableModuleLogic):
         return out
 
     def updateFromPoints(self, volumeNode, pointsNode):
-        """Downstream of the points only: new segments and table from the (corrected) points."""
+        """Downstream of the points only: this CT's corrected segments and table from the (edited)
+        points. The first call makes them; later calls update the same two nodes."""
+        from SpineAILib.scene import add_table
+        from SpineAILib.scene.spine import write_vertebra_labels
         from SpineAILib.vertebrae import segments_from_centroids
         from SpineAILib.vertebrae.predict import VertebraResult
-        from SpineAILib.vertebrae.scene import write_vertebrae_result
+        from SpineAILib.vertebrae.scene import result_table
 
         image = self.checkInput(volumeNode)
         cents = self.centroidsFromPoints(pointsNode)
         labels = segments_from_centroids(image, cents)
         result = VertebraResult(cents, {lab: 1.0 for lab in cents}, labels, [])
-        nodes = write_vertebrae_result(slicer.mrmlScene, result, volumeNode,
-                                       f"{volumeNode.GetName()} vertebra (corrected)")
-        slicer.mrmlScene.RemoveNode(nodes.pop("centroids"))  # the user's edited point list stays the one to use
-        return nodes
+        name = f"{volumeNode.GetName()} vertebra (corrected)"
+        segmentation = write_vertebra_labels(slicer.mrmlScene, labels, volumeNode, f"{name} segments",
+                                             self.outputNode(volumeNode, "CorrectedSegmentation"))
+        table = add_table(slicer.mrmlScene, f"{name} table", result_table(result),
+                          self.outputNode(volumeNode, "CorrectedTable"))
+        self.setOutputNode(volumeNode, "CorrectedSegmentation", segmentation)
+        self.setOutputNode(volumeNode, "CorrectedTable", table)
+        self.placeResults([segmentation, table], volumeNode, self.FOLDER, reuseFolder=True)
+        return {"segmentation": segmentation, "table": table}
 
     def shiftLabels(self, pointsNode, fromName, toName):
         """Rename every point so that ``fromName`` becomes ``toName`` (the others follow in order)."""
@@ -165,7 +176,7 @@ class VertebraLabelingLogic(ScriptedLoadableModuleLogic):
 
         cents = self.centroidsFromPoints(pointsNode)
         shifted = shift_labels(cents, anatomy.vertebra_label(fromName), anatomy.vertebra_label(toName))
-        old_to_new = dict(zip(sorted(cents, key=anatomy.ORDER.index), sorted(shifted, key=anatomy.ORDER.index), strict=True))
+        old_to_new = dict(zip(sorted(cents, key=anatomy.ORDER.index), sorted(shifted, key=anatomy.ORDER.index)))
         for i in range(pointsNode.GetNumberOfControlPoints()):
             lab = anatomy.vertebra_label(pointsNode.GetNthControlPointLabel(i))
             pointsNode.SetNthControlPointLabel(i, anatomy.vertebra_name(old_to_new[lab]))
@@ -173,12 +184,16 @@ class VertebraLabelingLogic(ScriptedLoadableModuleLogic):
 
 
 class VertebraLabelingTest(ScriptedLoadableModuleTest):
-    """Runs inside Slicer; the same SpineAILib functions are covered by Testing/test_vertebrae.py."""
+    """Runs inside Slicer; the same SpineAILib functions are covered by Testing/test_vertebrae.py.
+    Skipped (with a message) when PyTorch is not installed."""
 
     def setUp(self):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
+        if SpineAICommon.torchMissing():
+            self.delayDisplay("Vertebra Labeling test skipped: PyTorch is not installed.")
+            return
         self.setUp()
         self.test_phantom()
 
@@ -197,4 +212,7 @@ class VertebraLabelingTest(ScriptedLoadableModuleTest):
         logic.shiftLabels(points, names[0], names[1])
         nodes = logic.updateFromPoints(volume, points)
         self.assertIsNotNone(nodes["segmentation"])
+        again = logic.updateFromPoints(volume, points)  # updates, adds no node
+        self.assertEqual(again["segmentation"].GetID(), nodes["segmentation"].GetID())
+        self.assertEqual(again["table"].GetID(), nodes["table"].GetID())
         self.delayDisplay("Vertebra Labeling OK")

@@ -15,9 +15,9 @@ Console (blocking)::
 
 import json
 import os
-import tempfile
 
 import slicer
+import vtk
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
@@ -31,17 +31,13 @@ import SpineAICommon
 class VertebralBody(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = "Vertebral Body"
-        self.parent.categories = ["SpineAI"]
-        self.parent.dependencies = []
-        self.parent.contributors = ["SpineAI developers"]
-        self.parent.helpText = (
+        SpineAICommon.describeModule(
+            self.parent, "Vertebral Body",
             "Select a CT, then click vertebral bodies with the point placement tool: each click segments that "
             "body and measures its volume, mean HU and anterior/middle/posterior heights (Genant grade from the "
             "heights). Select the Vertebra Labeling points to name the bodies and to run the fracture assessment. "
-            "The shipped models were trained on synthetic CT phantoms: see the model cards."
-        )
-        self.parent.acknowledgementText = (
+            "Each CT gets its own segmentation and table, in a folder named after it in the Data module. "
+            "The shipped models were trained on synthetic CT phantoms: see the model cards.",
             "Methods: Klein et al., 'Metastatic vertebrae segmentation for use in a clinical pipeline', and Nicolaes "
             "et al., 'Detection of vertebral fractures in CT using 3D convolutional neural networks', CSI 2019.")
 
@@ -49,12 +45,14 @@ class VertebralBody(ScriptedLoadableModule):
 class VertebralBodyWidget(SpineAICommon.TaskWidgetMixin, ScriptedLoadableModuleWidget):
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
+        if SpineAICommon.UNSUPPORTED:
+            SpineAICommon.setupUnsupported(self)
+            return
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/VertebralBody.ui"))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = VertebralBodyLogic()
-        self._workDir = None
         self._observed = None
         self._observerTag = None
         self.setupTaskControls()  # Apply = fracture assessment in the background
@@ -65,6 +63,11 @@ class VertebralBodyWidget(SpineAICommon.TaskWidgetMixin, ScriptedLoadableModuleW
 
     def cleanup(self):
         self._removeObserver()
+        SpineAICommon.TaskWidgetMixin.cleanup(self)
+
+    def onSceneStartClose(self, caller=None, event=None):
+        self._removeObserver()  # the observed point list goes with the scene
+        SpineAICommon.TaskWidgetMixin.onSceneStartClose(self, caller, event)
 
     def _removeObserver(self):
         if self._observed is not None and self._observerTag is not None:
@@ -78,61 +81,67 @@ class VertebralBodyWidget(SpineAICommon.TaskWidgetMixin, ScriptedLoadableModuleW
             self._observed = node
             self._observerTag = node.AddObserver(slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent, self.onPointAdded)
 
-    def onPointAdded(self, caller, event):
-        volume = self.ui.inputSelector.currentNode()
-        index = caller.GetNumberOfControlPoints() - 1
-        p = [0.0, 0.0, 0.0]
-        caller.GetNthControlPointPosition(index, p)
+    @vtk.calldata_type(vtk.VTK_INT)
+    def onPointAdded(self, caller, event, index):
+        """A point was placed: segment at that point (the event says which point). Every failure,
+        the dependency check included, is shown to the user and the point is removed."""
         try:
             if not SpineAICommon.ensureDependencies():
+                caller.RemoveNthControlPoint(index)
+                self.ui.statusLabel.text = "Not segmented: the packages SpineAI needs are not installed."
                 return
-            with slicer.util.tryWithErrorDisplay("Could not segment the vertebral body.", waitCursor=True):
-                result = self.logic.segmentPoint(volume, p, self.ui.labelPointsSelector.currentNode())
-                caller.SetNthControlPointLabel(index, result.name)
-                g = result.genant.label if result.genant else "not graded"
-                self.ui.statusLabel.text = (f"{result.name}: {result.volume_ml:.1f} ml, heights "
-                                            f"{result.heights['anterior']:.1f}/{result.heights['middle']:.1f}/"
-                                            f"{result.heights['posterior']:.1f} mm, Genant {g} ({result.seconds:.1f} s)"
-                                            + "".join(f"\n{w}" for w in result.warnings))
-        except Exception:  # noqa: BLE001 - the error was shown; keep the scene consistent
-            caller.RemoveNthControlPoint(index)
+            with slicer.util.WaitCursor():
+                result = self.logic.segmentClickedPoint(self.ui.inputSelector.currentNode(), caller, index,
+                                                        self.ui.labelPointsSelector.currentNode())
+        except Exception as exc:  # noqa: BLE001 - shown; the point goes so the scene stays consistent
+            SpineAICommon.showError(f"Could not segment the vertebral body: {exc}", exc)
+            if 0 <= index < caller.GetNumberOfControlPoints():
+                caller.RemoveNthControlPoint(index)
+            return
+        g = result.genant.label if result.genant else "not graded"
+        self.ui.statusLabel.text = (f"{result.name}: {result.volume_ml:.1f} ml, heights "
+                                    f"{result.heights['anterior']:.1f}/{result.heights['middle']:.1f}/"
+                                    f"{result.heights['posterior']:.1f} mm, Genant {g} ({result.seconds:.1f} s)"
+                                    + "".join(f"\n{w}" for w in result.warnings))
 
     def onUndo(self):
-        node = self.ui.clickPointsSelector.currentNode()
-        if node is not None and node.GetNumberOfControlPoints():
-            node.RemoveNthControlPoint(node.GetNumberOfControlPoints() - 1)
-        self.logic.undoLast()
-        self.ui.statusLabel.text = "Last body removed."
+        try:
+            node = self.ui.clickPointsSelector.currentNode()
+            if node is not None and node.GetNumberOfControlPoints():
+                node.RemoveNthControlPoint(node.GetNumberOfControlPoints() - 1)
+            self.logic.undoLast(self.ui.inputSelector.currentNode())
+            self.ui.statusLabel.text = "Last body removed."
+        except Exception as exc:  # noqa: BLE001
+            SpineAICommon.showError(f"Could not undo: {exc}", exc)
 
     def checkAndStart(self):
         volume = self.ui.inputSelector.currentNode()
         self.logic.checkInput(volume)
         if not SpineAICommon.ensureDependencies():
             return
-        self._workDir = tempfile.mkdtemp(prefix="spineai-fracture-")
-        inputPath = SpineAICommon.exportVolume(volume, self._workDir)
-        args = [inputPath, "--output", self._workDir]
+        workDir = self.newWorkDir("fracture")
+        inputPath = SpineAICommon.exportVolume(volume, workDir)
+        args = [inputPath, "--output", workDir]
         labelPoints = self.ui.labelPointsSelector.currentNode()
         if labelPoints is not None:
-            args += ["--centroids", self.logic.writeCentroids(labelPoints, self._workDir)]
+            args += ["--centroids", self.logic.writeCentroids(labelPoints, workDir)]
         self.startTask("fracture", args, "Assessing fractures in the background...")
 
     def onTaskSucceeded(self, output):
-        result = self.logic.readFractureResult(self._workDir, self.ui.inputSelector.currentNode())
+        result = self.logic.readFractureResult(self._workDir, self._taskVolume)
         flagged = [f"{v.name} ({v.status})" for v in result.vertebrae if v.status != "normal"]
         self.ui.statusLabel.text = ((("Fractures: " + ", ".join(flagged)) if flagged else "No fracture found.")
                                     + "".join(f"\n{w}" for w in result.warnings))
 
 
-class VertebralBodyLogic(ScriptedLoadableModuleLogic):
-    TASK = "Vertebral body segmentation"
+class VertebralBodyLogic(SpineAICommon.OutputNodesMixin, ScriptedLoadableModuleLogic):
+    """GUI-free; all state is in the scene: per CT, its segmentation and table are referenced from
+    the module's parameter node, and the table carries the bodies' results (attribute
+    ``SpineAI.BodyResults``), so File > Close Scene and a second CT need no bookkeeping here."""
 
-    def __init__(self):
-        ScriptedLoadableModuleLogic.__init__(self)
-        self.results = []
-        self.segmentIds = []
-        self.segmentationNode = None
-        self.tableNode = None
+    TASK = "Vertebral body segmentation"
+    FOLDER = "vertebral bodies"
+    RESULTS_ATTRIBUTE = "SpineAI.BodyResults"
 
     def checkInput(self, volumeNode):
         from SpineAILib.preprocessing import check_image
@@ -152,37 +161,68 @@ class VertebralBodyLogic(ScriptedLoadableModuleLogic):
         if pointsNode is None:
             return None
         names, ras = fiducials_ras(pointsNode)
-        return {anatomy.vertebra_label(n): lps_to_ras(p) for n, p in zip(names, ras, strict=True)}
+        return {anatomy.vertebra_label(n): lps_to_ras(p) for n, p in zip(names, ras)}
+
+    def _bodies(self, tableNode):
+        """[(result dict, segment ID)] of the bodies in a table this logic made."""
+        if tableNode is None:
+            return []
+        text = tableNode.GetAttribute(self.RESULTS_ATTRIBUTE)
+        return [(b["result"], b["segment"]) for b in json.loads(text)] if text else []
+
+    def _writeTable(self, volumeNode, bodies, tableNode):
+        import numpy as np
+
+        from SpineAILib.scene import add_table
+        from SpineAILib.vertebra_body.predict import BodyResult
+        from SpineAILib.vertebra_body.scene import measurement_columns
+
+        results = [BodyResult.from_dict(r, np.zeros((0, 0, 0), bool)) for r, _ in bodies]
+        tableNode = add_table(slicer.mrmlScene, f"{volumeNode.GetName()} vertebral body measurements",
+                              measurement_columns(results), tableNode)
+        tableNode.SetAttribute(self.RESULTS_ATTRIBUTE, json.dumps([{"result": r, "segment": s} for r, s in bodies]))
+        return tableNode
 
     def segmentPoint(self, volumeNode, pointRas, labelPointsNode=None, device="auto"):
-        """Blocking: segment the body at ``pointRas``, add its segment and table row. Returns it."""
-        from SpineAILib.scene import add_table
+        """Blocking: segment the body at ``pointRas`` (RAS mm in the volume's own coordinates),
+        add its segment and table row to this CT's outputs. Returns the BodyResult."""
         from SpineAILib.vertebra_body import segment
-        from SpineAILib.vertebra_body.scene import add_body_segment, measurement_columns
+        from SpineAILib.vertebra_body.scene import add_body_segment
 
         image = self.checkInput(volumeNode)
         centroids = self.centroidsFromPoints(labelPointsNode)
-        result = segment(image, pointRas, "RAS", centroids, device=device, index=len(self.results) + 1)
-        self.segmentationNode, segId = add_body_segment(slicer.mrmlScene, image, result, volumeNode,
-                                                        self.segmentationNode, f"{volumeNode.GetName()} vertebral bodies")
-        self.results.append(result)
-        self.segmentIds.append(segId)
-        self.tableNode = add_table(slicer.mrmlScene, f"{volumeNode.GetName()} vertebral body measurements",
-                                   measurement_columns(self.results), self.tableNode)
+        segmentation = self.outputNode(volumeNode, "BodySegmentation")
+        table = self.outputNode(volumeNode, "BodyTable")
+        bodies = self._bodies(table)
+        result = segment(image, pointRas, "RAS", centroids, device=device, index=len(bodies) + 1)
+        segmentation, segId = add_body_segment(slicer.mrmlScene, image, result, volumeNode, segmentation,
+                                               f"{volumeNode.GetName()} vertebral bodies")
+        table = self._writeTable(volumeNode, bodies + [(result.to_dict(), segId)], table)
+        self.setOutputNode(volumeNode, "BodySegmentation", segmentation)
+        self.setOutputNode(volumeNode, "BodyTable", table)
+        self.placeResults([segmentation, table], volumeNode, self.FOLDER, reuseFolder=True)
         return result
 
-    def undoLast(self):
-        if not self.results:
-            return
-        self.results.pop()
-        segId = self.segmentIds.pop()
-        if self.segmentationNode is not None and segId:
-            self.segmentationNode.GetSegmentation().RemoveSegment(segId)
-        if self.tableNode is not None:
-            from SpineAILib.scene import add_table
-            from SpineAILib.vertebra_body.scene import measurement_columns
+    def segmentClickedPoint(self, volumeNode, markupsNode, index, labelPointsNode=None, device="auto"):
+        """The widget's click: control point ``index`` of ``markupsNode`` (placed in world
+        coordinates) segmented in ``volumeNode``; the point is named after the body."""
+        self.checkInput(volumeNode)
+        point = SpineAICommon.clickedPointInVolume(markupsNode, index, volumeNode)
+        result = self.segmentPoint(volumeNode, point, labelPointsNode, device)
+        markupsNode.SetNthControlPointLabel(index, result.name)
+        return result
 
-            add_table(slicer.mrmlScene, "", measurement_columns(self.results), self.tableNode)
+    def undoLast(self, volumeNode):
+        """Remove this CT's last body (segment and row)."""
+        table = self.outputNode(volumeNode, "BodyTable")
+        bodies = self._bodies(table)
+        if not bodies:
+            return
+        _, segId = bodies.pop()
+        segmentation = self.outputNode(volumeNode, "BodySegmentation")
+        if segmentation is not None and segId:
+            segmentation.GetSegmentation().RemoveSegment(segId)
+        self._writeTable(volumeNode, bodies, table)
 
     def writeCentroids(self, pointsNode, workDir):
         from SpineAILib.io.centroids import centroids_json
@@ -199,7 +239,8 @@ class VertebralBodyLogic(ScriptedLoadableModuleLogic):
 
         image = self.checkInput(volumeNode)
         result = get_task("fracture").run(image, self.centroidsFromPoints(labelPointsNode), device=device)
-        write_fracture_result(slicer.mrmlScene, result, f"{volumeNode.GetName()} fracture")
+        nodes = write_fracture_result(slicer.mrmlScene, result, f"{volumeNode.GetName()} fracture")
+        self.placeResults(nodes, volumeNode, "fracture")
         return result
 
     def readFractureResult(self, workDir, volumeNode):
@@ -208,17 +249,22 @@ class VertebralBodyLogic(ScriptedLoadableModuleLogic):
         from SpineAILib.vertebra_body.scene import write_fracture_result
 
         result = get_task("fracture").read_outputs(workDir)
-        write_fracture_result(slicer.mrmlScene, result, f"{volumeNode.GetName()} fracture")
+        nodes = write_fracture_result(slicer.mrmlScene, result, f"{volumeNode.GetName()} fracture")
+        self.placeResults(nodes, volumeNode, "fracture")
         return result
 
 
 class VertebralBodyTest(ScriptedLoadableModuleTest):
-    """Runs inside Slicer; the same SpineAILib functions are covered by Testing/test_vertebra_body.py."""
+    """Runs inside Slicer; the same SpineAILib functions are covered by Testing/test_vertebra_body.py.
+    Skipped (with a message) when PyTorch is not installed, as on Slicer's test machines."""
 
     def setUp(self):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
+        if SpineAICommon.torchMissing():
+            self.delayDisplay("Vertebral Body test skipped: PyTorch is not installed.")
+            return
         self.setUp()
         self.test_click()
 
@@ -232,7 +278,10 @@ class VertebralBodyTest(ScriptedLoadableModuleTest):
         logic = VertebralBodyLogic()
         result = logic.segmentPoint(volume, lps_to_ras(ph.body_centers[21]), device="cpu")
         self.assertGreater(result.volume_ml, 5.0)
-        self.assertEqual(logic.segmentationNode.GetSegmentation().GetNumberOfSegments(), 1)
-        logic.undoLast()
-        self.assertEqual(logic.segmentationNode.GetSegmentation().GetNumberOfSegments(), 0)
+        segmentation = logic.outputNode(volume, "BodySegmentation")
+        self.assertEqual(segmentation.GetSegmentation().GetNumberOfSegments(), 1)
+        self.assertEqual(logic.outputNode(volume, "BodyTable").GetNumberOfRows(), 1)
+        logic.undoLast(volume)
+        self.assertEqual(segmentation.GetSegmentation().GetNumberOfSegments(), 0)
+        self.assertEqual(logic.outputNode(volume, "BodyTable").GetNumberOfRows(), 0)
         self.delayDisplay("Vertebral Body OK")

@@ -9,8 +9,6 @@ Console (blocking)::
     result.view, result.names(), result.alignment.t4_t12_kyphosis, result.warnings
 """
 
-import tempfile
-
 import slicer
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
@@ -27,27 +25,24 @@ VIEWS = ("auto", "lateral", "ap")
 class XrayVertebrae(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = "X-ray Vertebrae"
-        self.parent.categories = ["SpineAI"]
-        self.parent.dependencies = []
-        self.parent.contributors = ["SpineAI developers"]
-        self.parent.helpText = (
+        SpineAICommon.describeModule(
+            self.parent, "X-ray Vertebrae",
             "Select a spine radiograph (2D, one slice) and click Apply. In a lateral view SpineAI names the "
             "vertebrae C2 to L5 and the S1 plate, finds their endplate corners and measures the sagittal alignment "
             "(C2-C7 lordosis, T4-T12 kyphosis, L1-S1 lordosis, sacral slope; Cobb method on the endplates). In an "
             "AP view it names T1 to L5. The view is detected automatically unless chosen. Warnings say when the "
-            "result should not be trusted (upside down, vertebrae missed, no spine found)."
-        )
-        self.parent.acknowledgementText = (
+            "result should not be trusted (upside down, vertebrae missed, no spine found).",
             "Lateral model trained by SpineAI on an open collection of sagittal whole-spine radiographs "
             "(vertebrae_detection test set); AP labels from the Cobb Angle module's model (AASCE 2019 training "
-            "data). Method after Bayat et al., CSI 2019 (U-Net + residual corrector). Research use only."
-        )
+            "data). Method after Bayat et al., CSI 2019 (U-Net + residual corrector). Research use only.")
 
 
 class XrayVertebraeWidget(SpineAICommon.TaskWidgetMixin, ScriptedLoadableModuleWidget):
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
+        if SpineAICommon.UNSUPPORTED:
+            SpineAICommon.setupUnsupported(self)
+            return
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/XrayVertebrae.ui"))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
@@ -55,7 +50,6 @@ class XrayVertebraeWidget(SpineAICommon.TaskWidgetMixin, ScriptedLoadableModuleW
         for view in VIEWS:
             self.ui.viewComboBox.addItem(view)
         self.logic = XrayVertebraeLogic()
-        self._workDir = None
         self.setupTaskControls()
 
     def checkAndStart(self):
@@ -63,7 +57,7 @@ class XrayVertebraeWidget(SpineAICommon.TaskWidgetMixin, ScriptedLoadableModuleW
         self.logic.checkInput(volume)
         if not SpineAICommon.ensureDependencies():
             return
-        self._workDir = tempfile.mkdtemp(prefix="spineai-xrv-")
+        self.newWorkDir("xrv")
         inputPath = SpineAICommon.exportVolume(volume, self._workDir)
         self.startTask("xray-vertebrae", self.logic.cliArguments(inputPath, self._workDir,
                                                                  self.ui.viewComboBox.currentText),
@@ -71,7 +65,7 @@ class XrayVertebraeWidget(SpineAICommon.TaskWidgetMixin, ScriptedLoadableModuleW
 
     def onTaskSucceeded(self, output):
         result = self.logic.readResult(self._workDir)
-        self.logic.writeResult(self.ui.inputSelector.currentNode(), result)
+        self.logic.writeResult(self._taskVolume, result)
         names = result.names()
         text = f"{result.view} view: {len(names)} vertebrae" + (f" ({names[0]}-{names[-1]})" if names else "")
         if result.alignment is not None:
@@ -82,8 +76,10 @@ class XrayVertebraeWidget(SpineAICommon.TaskWidgetMixin, ScriptedLoadableModuleW
             slicer.util.warningDisplay("\n\n".join(result.warnings), windowTitle="X-ray Vertebrae: warnings")
 
 
-class XrayVertebraeLogic(ScriptedLoadableModuleLogic):
+class XrayVertebraeLogic(SpineAICommon.OutputNodesMixin, ScriptedLoadableModuleLogic):
     """GUI-free: usable from the Python console; the Widget only adds the background process."""
+
+    FOLDER = "X-ray vertebrae"
 
     TASK = "X-ray vertebra labelling"
 
@@ -110,7 +106,9 @@ class XrayVertebraeLogic(ScriptedLoadableModuleLogic):
         from SpineAILib.xray_vertebrae.scene import write_xray_vertebrae_result
 
         image = image_from_volume_node(volumeNode).as_2d(self.TASK)
-        return write_xray_vertebrae_result(slicer.mrmlScene, image, result, prefix=f"{volumeNode.GetName()}")
+        nodes = write_xray_vertebrae_result(slicer.mrmlScene, image, result, prefix=f"{volumeNode.GetName()}")
+        self.placeResults(nodes, volumeNode, self.FOLDER)
+        return nodes
 
     # Background-process plumbing (the CLI is the same code path as process()).
     def cliArguments(self, inputPath, workDir, view="auto"):
@@ -130,6 +128,9 @@ class XrayVertebraeTest(ScriptedLoadableModuleTest):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
+        if SpineAICommon.torchMissing():
+            self.delayDisplay("XrayVertebrae test skipped: PyTorch is not installed.")
+            return
         self.setUp()
         self.test_lateral_phantom()
 

@@ -19,10 +19,13 @@ def vertebra_segments(labels: list[int], suffix: str = "vertebra") -> dict[int, 
     return out
 
 
-def write_vertebra_labels(scene, labelmap: Image, reference_volume=None, name: str = "Vertebrae"):
-    """Segmentation node with one segment per vertebra label present in ``labelmap``."""
+def write_vertebra_labels(scene, labelmap: Image, reference_volume=None, name: str = "Vertebrae", node=None):
+    """Segmentation node with one segment per vertebra label present in ``labelmap``. With
+    ``node`` (a segmentation SpineAI made earlier) its segments are replaced instead."""
     present = [int(v) for v in np.unique(labelmap.array) if v != 0 and int(v) in anatomy.VERTEBRAE]
-    return add_segmentation(scene, labelmap, vertebra_segments(present), name, reference_volume)
+    if node is not None:
+        node.GetSegmentation().RemoveAllSegments()
+    return add_segmentation(scene, labelmap, vertebra_segments(present), name, reference_volume, node)
 
 
 def write_centroids(scene, centroids_lps: dict[int, np.ndarray], name: str = "Vertebra centroids",
