@@ -545,3 +545,22 @@ def test_extension_catalog_entry():
     assert "PyTorch" in entry["build_dependencies"] and entry["tier"] in (1, 3, 5)
     assert set(entry) <= {"$schema", "build_dependencies", "build_subdirectory", "category", "scm_revision",
                           "scm_url", "tier"}
+
+
+# Widget slots that run on a user's action; each must end in a message box on any exception.
+_INTERNAL_SLOTS = {"onProgress", "onRunnerFinished", "onTaskSucceeded", "onSceneStartClose", "onSceneEndClose",
+                   "onInputChanged", "onClickNodeChanged", "onFinished"}
+
+
+@pytest.mark.parametrize("name", MODULE_NAMES)
+def test_every_user_action_shows_its_errors(name):
+    tree = ast.parse((MODULES_DIR / name / f"{name}.py").read_text(encoding="utf-8"))
+    widget = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == f"{name}Widget")
+    slots = [f for f in widget.body if isinstance(f, ast.FunctionDef) and f.name.startswith("on")
+             and f.name not in _INTERNAL_SLOTS]
+    for slot in slots:
+        tries = [t for t in ast.walk(slot) if isinstance(t, ast.Try)]
+        shown = [h for t in tries for h in t.handlers
+                 if (h.type is None or ast.unparse(h.type) == "Exception")
+                 and "showError" in ast.unparse(h)]
+        assert shown, f"{name}Widget.{slot.name} lets an exception escape without showing it"

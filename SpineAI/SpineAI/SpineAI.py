@@ -105,16 +105,17 @@ class SpineAIWidget(ScriptedLoadableModuleWidget):
                 self.ui.modelsTable.setItem(row, col, qt.QTableWidgetItem(str(model[key])))
 
     def onRunDemo(self):
-        if not SpineAICommon.ensureDependencies(("torch", "monai", "tqdm", "scipy", "matplotlib")):
+        try:
+            if not SpineAICommon.ensureDependencies(("torch", "monai", "tqdm", "scipy", "matplotlib")):
+                return
+            outputDir = self.ui.outputDirSelector.currentPath
+            self.ui.statusLabel.text = "Running the demo in the background..."
+            self.runner.start("demo", ["--output", outputDir], self.ui.deviceComboBox.currentText)
+        except Exception as exc:  # noqa: BLE001 - every user action ends in a message, never only a traceback
+            SpineAICommon.showError(f"Could not start the demo: {exc}", exc)
             return
-        outputDir = self.ui.outputDirSelector.currentPath
         self.ui.runDemoButton.enabled = False
         self.ui.cancelButton.enabled = True
-        self.ui.statusLabel.text = "Running the demo in the background..."
-        try:
-            self.runner.start("demo", ["--output", outputDir], self.ui.deviceComboBox.currentText)
-        except Exception as exc:  # noqa: BLE001
-            self.onFinished(False, -1, str(exc))
 
     def onProgress(self, fraction, message):
         self.ui.progressBar.setValue(int(round(100 * fraction)))
