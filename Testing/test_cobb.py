@@ -309,3 +309,75 @@ def test_upside_down_radiographs_are_flagged(val_cases):
         turned = estimate(img.with_array(img.array[::-1, ::-1].copy()), device="cpu")
         assert not any("upside down" in w for w in upright.warnings), c.name
         assert any("upside down" in w for w in turned.warnings) and turned.low_confidence, c.name
+
+
+# ------------------------------------------------------------------ quality: confidence and cut-off flags
+
+
+def _ap_landmarks():
+    from SpineAILib.phantoms import ap_radiograph_phantom
+
+    ph = ap_radiograph_phantom()
+    return ph.landmarks.astype(float), float(ph.image.array.shape[0])
+
+
+def test_quality_features_do_not_depend_on_pixel_size():
+    from SpineAILib.cobb import quality
+
+    lm, h = _ap_landmarks()
+    mirrored = lm + np.array([1.5, -0.5])
+    scores = np.linspace(0.9, 0.6, 17)
+    a = quality.features(lm, lm, mirrored, scores, 0.1, h)
+    b = quality.features(2 * lm, 2 * lm, 2 * mirrored, scores, 0.1, 2 * h)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert a[k] == pytest.approx(b[k], rel=1e-9, abs=1e-9), k
+    assert a["jitter_angle_deg"] > 0 and a["flip_lm"] > 0
+    assert quality.jitter_angle(lm, h) == quality.jitter_angle(lm, h)  # fixed seed
+
+
+def test_confidence_falls_with_disagreement_and_straight_spines():
+    from SpineAILib.cobb import quality
+
+    cal = {"error_model": {"intercept": 3.0, "flip_angle_deg": 0.5, "jitter_angle_deg": 0.2},
+           "confidence_model": {"intercept": 6.0, "slope": -2.5}}
+    f = {"flip_angle_deg": 1.0, "jitter_angle_deg": 2.0, "angle_sum_deg": 60.0}
+    # expected error 3 + 0.5 + 0.4 = 3.9 degrees over 2 * 60 -> 3.25 % SMAPE
+    assert quality.expected_smape(f, cal) == pytest.approx(100 * 3.9 / 120)
+    base = quality.confidence(f, cal)
+    assert 0 < base < 1
+    assert quality.confidence({**f, "flip_angle_deg": 10.0}, cal) < base
+    assert quality.confidence({**f, "angle_sum_deg": 10.0}, cal) < base
+
+
+def test_cut_off_flags_and_logistic_fit():
+    from SpineAILib.cobb import quality
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 2))
+    y = (x[:, 0] - 0.5 * x[:, 1] > 0).astype(float)
+    m = quality.fit_logistic(x, y, ("a", "b"))
+    w = np.array(m["weights"]) / np.array(m["std"])
+    assert w[0] > 0 > w[1] and abs(w[1] / w[0] + 0.5) < 0.2  # the direction that separates them
+    m["threshold"] = 0.0
+    cal = {"cut_top": m, "cut_bottom": {**m, "threshold": 1e9}}
+    assert quality.cut_off_ends({"a": 3.0, "b": 0.0}, cal) == ["top"]
+    assert quality.cut_off_ends({"a": -3.0, "b": 0.0}, cal) == []
+    assert "cut off at the top" in quality.cut_off_warning(["top"])[0]
+    assert quality.cut_off_warning([]) == []
+
+
+def test_shipped_card_has_a_calibration_and_results_carry_it():
+    from SpineAILib.cobb.predict import estimate
+    from SpineAILib.models import load_card
+    from SpineAILib.phantoms import ap_radiograph_phantom
+
+    cal = load_card("cobb_landmarks").calibration
+    assert {"error_model", "confidence_model", "cut_top", "cut_bottom", "validation"} <= set(cal)
+    assert all(v >= 0 for k, v in cal["error_model"].items())
+    res = estimate(ap_radiograph_phantom().image, device="cpu")
+    assert 0.0 <= res.confidence <= 1.0
+    assert set(res.quality) == {"expected_smape", "cut_off", "detection_score"}
+    assert res.quality["detection_score"] == pytest.approx(float(res.vertebra_scores.mean()), abs=1e-4)
+    back = type(res).from_dict(res.to_dict())
+    assert back.quality == res.quality and back.confidence == res.confidence

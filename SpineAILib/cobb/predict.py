@@ -10,6 +10,7 @@ import numpy as np
 
 from SpineAILib import anatomy
 from SpineAILib.cobb import model as _model  # noqa: F401  (registers the architecture)
+from SpineAILib.cobb import quality as _quality
 from SpineAILib.cobb.angles import CobbAngles, cobb_angles
 from SpineAILib.cobb.model import decode
 from SpineAILib.cobb.preprocess import to_canvas
@@ -47,6 +48,8 @@ class CobbResult:
     image_size: tuple[int, int] = (0, 0)  # (width, height) pixels
     pixel_spacing: tuple[float, float] | None = None  # mm, when the file states it
     model: str = MODEL_NAME
+    # the calibrated quality estimate: {"expected_smape", "cut_off": ["top"/"bottom"], "detection_score"}
+    quality: dict | None = None
 
     @property
     def low_confidence(self) -> bool:
@@ -67,7 +70,8 @@ class CobbResult:
                 "image_size": list(self.image_size), "pixel_spacing_mm": self.pixel_spacing, "model": self.model,
                 "landmarks_px": self.landmark_dict(),
                 "vertebra_scores": {v: float(s) for v, s in zip(anatomy.AASCE_VERTEBRAE, self.vertebra_scores,
-                                                                strict=True)}}
+                                                                strict=True)},
+                "quality": self.quality}
 
     @classmethod
     def from_dict(cls, data: dict) -> CobbResult:
@@ -83,7 +87,7 @@ class CobbResult:
         spacing = data.get("pixel_spacing_mm")
         return cls(landmarks, cobb_angles(landmarks, float(height)), scores, float(data.get("confidence", 0.0)),
                    list(data.get("warnings", [])), (int(width), int(height)),
-                   tuple(spacing) if spacing else None, data.get("model", MODEL_NAME))
+                   tuple(spacing) if spacing else None, data.get("model", MODEL_NAME), data.get("quality"))
 
 
 def get_model(device="cpu", name: str = MODEL_NAME, models_dir: str | os.PathLike | None = None):
@@ -137,51 +141,83 @@ def orientation_warning(upright: float, turned: float) -> list[str]:
             "the levels and curves are named as if it were upright."]
 
 
-def _finish(img: Image, lm_canvas: np.ndarray, scores: np.ndarray, record, card_name: str,
-            orientation: tuple[float, float]) -> CobbResult:
-    landmarks = record.to_original(lm_canvas)
+@dataclass
+class RawPrediction:
+    """The network's outputs for one canvas (canvas pixels): the flip-averaged landmarks and
+    scores, the direct and the mirrored prediction (mapped back), the 18th-highest direct peak,
+    and the mean direct peak score upright and turned by 180 degrees."""
+
+    landmarks: np.ndarray  # (68, 2)
+    scores: np.ndarray  # (17,)
+    direct: np.ndarray  # (68, 2)
+    mirrored: np.ndarray  # (68, 2)
+    score_18th: float
+    upright: float
+    turned: float
+
+
+def quality_features(img: Image, raw: RawPrediction, record) -> dict[str, float]:
+    """:func:`SpineAILib.cobb.quality.features` of one prediction (input pixels)."""
+    return _quality.features(record.to_original(raw.landmarks), record.to_original(raw.direct),
+                             record.to_original(raw.mirrored), raw.scores, raw.score_18th,
+                             float(img.array.shape[0]))
+
+
+def _finish(img: Image, raw: RawPrediction, record, card) -> CobbResult:
+    landmarks = record.to_original(raw.landmarks)
     angles = cobb_angles(landmarks, float(img.array.shape[0]))
-    warnings = orientation_warning(*orientation) + plausibility_warnings(landmarks, scores)
+    warnings = orientation_warning(raw.upright, raw.turned) + plausibility_warnings(landmarks, raw.scores)
+    conf = float(raw.scores.mean())
+    quality = None
+    cal = getattr(card, "calibration", None) or {}
+    if "confidence_model" in cal:  # cards without a calibration keep the mean peak score
+        feats = quality_features(img, raw, record)
+        ends = _quality.cut_off_ends(feats, cal)
+        warnings += _quality.cut_off_warning(ends)
+        conf = _quality.confidence(feats, cal)
+        quality = {"expected_smape": round(_quality.expected_smape(feats, cal), 2), "cut_off": ends,
+                   "detection_score": round(float(raw.scores.mean()), 4)}
     spacing = None if img.meta.get("spacing_known") is False else (float(img.spacing[0]), float(img.spacing[1]))
-    return CobbResult(landmarks, angles, scores, float(scores.mean()), warnings,
-                      (int(img.array.shape[1]), int(img.array.shape[0])), spacing, card_name)
+    return CobbResult(landmarks, angles, raw.scores, conf, warnings,
+                      (int(img.array.shape[1]), int(img.array.shape[0])), spacing, card.name, quality)
 
 
-def predict_landmarks(net, x, flip_tta: bool = True, orientation: bool = False):
-    """(N, 1, H, W) canvases -> landmarks (N, 68, 2) canvas pixels, scores (N, 17).
+def predict_landmarks(net, x, flip_tta: bool = True) -> list[RawPrediction]:
+    """(N, 1, H, W) canvases -> one :class:`RawPrediction` per canvas.
 
     With ``flip_tta`` the mirrored canvas is predicted too, mapped back (x -> W - 1 - x, left and
     right corners swapped) and averaged with the direct prediction, vertebra by vertebra (both
-    are ordered top to bottom). With ``orientation`` also returns the mean peak score (N,) of the
-    direct prediction and of the canvas turned by 180 degrees (:func:`orientation_warning`)."""
+    are ordered top to bottom); without it the mirrored fields repeat the direct prediction. The
+    canvas turned by 180 degrees gives the orientation check (:func:`orientation_warning`)."""
     import torch
 
     with torch.no_grad():
-        lm, scores = decode(net(x).float())
-        direct = scores.mean(1)
+        out = net(x).float()
+        lm, scores = decode(out)
+        extra = decode(out, 18)[1][:, 17]
+        lm_f, scores_f = lm, scores
         if flip_tta:
             lm_f, scores_f = decode(net(torch.flip(x, dims=[3])).float())
             w = x.shape[-1]
             lm_f = lm_f.clone()
             lm_f[..., 0] = (w - 1) - lm_f[..., 0]
             lm_f = lm_f.view(lm_f.shape[0], 17, 4, 2)[:, :, [1, 0, 3, 2]].reshape(lm.shape)
-            lm, scores = (lm + lm_f) / 2, (scores + scores_f) / 2
-        if orientation:
-            turned = decode(net(torch.flip(x, dims=[2, 3])).float())[1].mean(1)
-            return lm, scores, direct, turned
-    return lm, scores
+        turned = decode(net(torch.flip(x, dims=[2, 3])).float())[1].mean(1)
+    avg, avg_s = (lm + lm_f) / 2, (scores + scores_f) / 2
+    return [RawPrediction(avg[i].cpu().numpy(), avg_s[i].cpu().numpy(), lm[i].cpu().numpy(), lm_f[i].cpu().numpy(),
+                          float(extra[i]), float(scores[i].mean()), float(turned[i]))
+            for i in range(x.shape[0])]
 
 
-def _forward(canvases: list[np.ndarray], device, models_dir) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
-    """(landmarks, scores, (N, 2) mean scores upright / turned by 180 degrees, model name)."""
+def _forward(canvases: list[np.ndarray], device, models_dir) -> tuple[list[RawPrediction], object]:
+    """One RawPrediction per canvas, and the model card."""
     import torch
 
     net, card = get_model(device, models_dir=models_dir)
     x = torch.as_tensor(np.stack(canvases))[:, None].to(device)
     with autocast(device):
-        lm, scores, direct, turned = predict_landmarks(net, x, FLIP_TTA, orientation=True)
-    orient = torch.stack([direct, turned], 1).float().cpu().numpy()
-    return lm.float().cpu().numpy(), scores.float().cpu().numpy(), orient, card.name
+        raws = predict_landmarks(net, x, FLIP_TTA)
+    return raws, card
 
 
 def estimate(
@@ -210,9 +246,9 @@ def estimate(
     check_cancel(cancel)
     if progress:
         progress(0.3, "detecting vertebrae")
-    lm, scores, orient, name = _forward([canvas], dev, models_dir)
+    raws, card = _forward([canvas], dev, models_dir)
     check_cancel(cancel)
-    result = _finish(img, lm[0], scores[0], record, name, tuple(orient[0]))
+    result = _finish(img, raws[0], record, card)
     if progress:
         progress(1.0, "done")
     return result
@@ -242,9 +278,9 @@ def estimate_batch(
             except InputError as exc:
                 out[k] = exc
         if prepared:
-            lm, scores, orient, name = _forward([p[2] for p in prepared], dev, models_dir)
+            raws, card = _forward([p[2] for p in prepared], dev, models_dir)
             for n, (k, img, _, record) in enumerate(prepared):
-                out[k] = _finish(img, lm[n], scores[n], record, name, tuple(orient[n]))
+                out[k] = _finish(img, raws[n], record, card)
         return out
 
     return predict_batches(images, run, batch_size, progress, cancel)

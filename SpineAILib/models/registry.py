@@ -67,6 +67,8 @@ class ModelCard:
     labels: dict[str, Any] = field(default_factory=dict)  # class names; or index_offset
     training: dict[str, Any] = field(default_factory=dict)  # data, split, seed, epochs, hardware, time
     metrics: dict[str, Any] = field(default_factory=dict)
+    # small models fitted on this network's outputs (e.g. the Cobb confidence and cut-off flags)
+    calibration: dict[str, Any] = field(default_factory=dict)
     commit: str = ""
     date: str = ""
     description: str = ""
