@@ -206,8 +206,7 @@ class VertebralBodyLogic(SpineAICommon.OutputNodesMixin, ScriptedLoadableModuleL
     def segmentClickedPoint(self, volumeNode, markupsNode, index, labelPointsNode=None, device="auto"):
         """The widget's click: control point ``index`` of ``markupsNode`` (placed in world
         coordinates) segmented in ``volumeNode``; the point is named after the body."""
-        self.checkInput(volumeNode)
-        point = SpineAICommon.clickedPointInVolume(markupsNode, index, volumeNode)
+        point = SpineAICommon.clickedPointInVolume(markupsNode, index, volumeNode)  # segmentPoint checks the CT
         result = self.segmentPoint(volumeNode, point, labelPointsNode, device)
         markupsNode.SetNthControlPointLabel(index, result.name)
         return result

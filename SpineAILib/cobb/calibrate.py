@@ -28,7 +28,7 @@ from SpineAILib.cobb import quality
 from SpineAILib.cobb.angles import smape
 from SpineAILib.cobb.data import load_aasce
 from SpineAILib.cobb.evaluate import DEFAULT_SPLIT
-from SpineAILib.cobb.predict import MODEL_NAME, get_model, predict_landmarks
+from SpineAILib.cobb.predict import MODEL_NAME, get_model, predict_landmarks, quality_features
 from SpineAILib.cobb.preprocess import to_canvas
 from SpineAILib.io.readers import read_image
 from SpineAILib.metrics import roc_auc, spearman
@@ -73,8 +73,7 @@ def collect(data: str, split: str | Path = DEFAULT_SPLIT, device: str = "cpu", l
         raws = predict_landmarks(net, x)
         for (kind, a, missing), (_, rec), raw in zip(variants, canvases, raws, strict=True):
             lm = rec.to_original(raw.landmarks)
-            f = quality.features(lm, rec.to_original(raw.direct), rec.to_original(raw.mirrored), raw.scores,
-                                 raw.score_18th, float(a.shape[0]))
+            f = quality_features(raw, rec, float(a.shape[0]))
             angles = np.array(cobb_angles(lm, float(a.shape[0])).values)
             warn = orientation_warning(raw.upright, raw.turned) + plausibility_warnings(lm, raw.scores)
             rows.append({"name": c.name, "split": subset[c.name], "kind": kind, "missing": missing, "features": f,

@@ -156,11 +156,10 @@ class RawPrediction:
     turned: float
 
 
-def quality_features(img: Image, raw: RawPrediction, record) -> dict[str, float]:
+def quality_features(raw: RawPrediction, record, image_height: float) -> dict[str, float]:
     """:func:`SpineAILib.cobb.quality.features` of one prediction (input pixels)."""
     return _quality.features(record.to_original(raw.landmarks), record.to_original(raw.direct),
-                             record.to_original(raw.mirrored), raw.scores, raw.score_18th,
-                             float(img.array.shape[0]))
+                             record.to_original(raw.mirrored), raw.scores, raw.score_18th, image_height)
 
 
 def _finish(img: Image, raw: RawPrediction, record, card) -> CobbResult:
@@ -171,7 +170,7 @@ def _finish(img: Image, raw: RawPrediction, record, card) -> CobbResult:
     quality = None
     cal = getattr(card, "calibration", None) or {}
     if "confidence_model" in cal:  # cards without a calibration keep the mean peak score
-        feats = quality_features(img, raw, record)
+        feats = quality_features(raw, record, float(img.array.shape[0]))
         ends = _quality.cut_off_ends(feats, cal)
         warnings += _quality.cut_off_warning(ends)
         conf = _quality.confidence(feats, cal)
