@@ -18,7 +18,7 @@ class BuildPyWithModels(build_py):
         target = Path(self.build_lib) / "SpineAILib" / "_models"
         target.mkdir(parents=True, exist_ok=True)
         for f in sorted(MODELS.glob("*")):
-            if f.suffix in (".pt", ".json"):
+            if f.suffix in (".pt", ".npz", ".json"):
                 self.copy_file(str(f), str(target / f.name))
         target = Path(self.build_lib) / "SpineAILib" / "_terminology"
         target.mkdir(parents=True, exist_ok=True)

@@ -38,7 +38,7 @@ def write_outputs(result: VertebraResult, image: Image, output: str | os.PathLik
     segments = {lab: (f"{anatomy.vertebra_name(lab)} vertebra", anatomy.vertebra_color(lab),
                       anatomy.vertebra_terminology(anatomy.vertebra_name(lab))) for lab in labs}
     paths["vertebrae.seg.nrrd"] = write_seg_nrrd(out / "vertebrae.seg.nrrd", result.labels, segments)
-    report = {"input": source, "vertebrae": result.names(), "numbering": result.numbering,
+    report = {"input": source, "vertebrae": result.names(), "numbering": result.numbering, "source": result.source,
               "warnings": result.warnings, "seconds": result.seconds,
               "models": result.models, "files": sorted(paths)}
     (out / "report.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")

@@ -36,7 +36,9 @@ from SpineAILib.preprocessing import check_image, resample_to_canonical
 from SpineAILib.preprocessing.intensity import scale_hu
 from SpineAILib.progress import CancelToken, ProgressCallback, SubProgress, check_cancel
 from SpineAILib.vertebrae import networks as _networks  # noqa: F401  (registers the architectures)
+from SpineAILib.vertebrae.canal import Column, column_segments, find_column
 from SpineAILib.vertebrae.column import column_instances, label_instances
+from SpineAILib.vertebrae.evidence import number_column
 from SpineAILib.vertebrae.labels import sparse_to_dense, vertebra_radius_mm
 from SpineAILib.vertebrae.sacrum import sacral_instances
 
@@ -72,8 +74,13 @@ class VertebraResult:
     warnings: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     models: list[str] = field(default_factory=list)
-    # what in the image fixed the numbering: "C1", "S1", "L5", "ribs", or None (the network alone)
+    # what in the image fixed the numbering: "C1", "S1", "L5", "ribs" or several joined by "+"
+    # ("C1+ribs"), or None (the identification network alone, or the column's spacing alone)
     numbering: str | None = None
+    # where the vertebrae come from: "networks" (detection + identification fused) or "column"
+    # (the canal and the bodies in front of it, found from the image; where the networks'
+    # detections are not the column's)
+    source: str = "networks"
 
     @property
     def found(self) -> bool:
@@ -94,9 +101,9 @@ class VertebraResult:
 
     def to_dict(self) -> dict:
         """Plain data (the label map is not part of it): ``vertebrae`` as in ``centroids.json``
-        (RAS mm), numbering, warnings, seconds, models."""
-        return {"vertebrae": self.to_json(), "numbering": self.numbering, "warnings": list(self.warnings),
-                "seconds": dict(self.seconds), "models": list(self.models)}
+        (RAS mm), numbering, source, warnings, seconds, models."""
+        return {"vertebrae": self.to_json(), "numbering": self.numbering, "source": self.source,
+                "warnings": list(self.warnings), "seconds": dict(self.seconds), "models": list(self.models)}
 
     @classmethod
     def from_dict(cls, data: dict, labels: Image) -> VertebraResult:
@@ -104,7 +111,8 @@ class VertebraResult:
         entries = data["vertebrae"]
         return cls({int(e["label"]): lps_to_ras(np.asarray(e["position_ras_mm"], float)) for e in entries},
                    {int(e["label"]): float(e["confidence"]) for e in entries}, labels, list(data.get("warnings", [])),
-                   dict(data.get("seconds", {})), list(data.get("models", [])), data.get("numbering"))
+                   dict(data.get("seconds", {})), list(data.get("models", [])), data.get("numbering"),
+                   data.get("source", "networks"))
 
 
 def get_models(device="cpu", models_dir=None):
@@ -342,6 +350,79 @@ def order_warnings(centroids: dict[int, np.ndarray]) -> list[str]:
     return []
 
 
+def networks_agree(column: Column | None, centroids: dict[int, np.ndarray], radius_mm: float = 15.0,
+                   min_near: float = 0.7, min_found: float = 0.5) -> bool:
+    """Whether the networks' vertebrae are the column's: at least ``min_near`` of their centroids
+    lie within ``radius_mm`` of a body the canal path found, and they number at least 3 or
+    ``min_found`` of its pieces (phantoms: they agree; real CT: the networks' detections in the
+    heart, vessels or nasopharynx, or none at all, do not). True without a column of at least
+    two pieces (nothing to check against)."""
+    if column is None or len(column.pieces) < 2:
+        return True
+    if not centroids:
+        return False
+    bodies = np.array([p.centre for p in column.pieces])
+    near = [float(np.min(np.linalg.norm(bodies - c, axis=1))) <= radius_mm for c in centroids.values()]
+    return float(np.mean(near)) >= min_near and len(centroids) >= min(3.0, min_found * len(column.pieces))
+
+
+NETWORK_DISAGREEMENT = ("The image ({by}) numbers the vertebrae {levels:+.1f} levels from what the identification "
+                        "network reads; the labels follow the image, but the two disagree (the confidences are "
+                        "halved): check them.")
+SPACING_ONLY_WARNING = ("Nothing in view fixed the numbering (no skull above the column, no ribs, no pelvis): the "
+                        "labels come from the vertebrae's spacing and size alone and may be several levels off; check "
+                        "them.")
+UNCERTAIN_WARNING = ("The numbering is uncertain (another numbering is nearly as likely: {names}); check the labels.")
+
+
+def fuse_column(column: Column, hu: np.ndarray, reference: Image, index: np.ndarray, details: dict | None = None
+                ) -> tuple[dict[int, np.ndarray], dict[int, float], np.ndarray, list[str]]:
+    """Centroids, confidences, label map and warnings from the column the canal path found
+    (:mod:`SpineAILib.vertebrae.canal`), numbered from the image's evidence
+    (:mod:`SpineAILib.vertebrae.evidence`). The confidence of a label is the logistic of its
+    margin (the log-likelihood it leads the next numbering by), halved where the identification
+    network's index reads the column ``DISAGREEMENT_LEVELS`` or more levels differently."""
+    numbering = number_column(hu, reference, column)
+    warnings: list[str] = []
+    by = "+".join(numbering.anchors) or None
+    # the network's reading of each labelled body: its index near the centre
+    gaps = []
+    for p, lab in zip(numbering.pieces, numbering.labels, strict=True):
+        if lab is None or lab > anatomy.vertebra_label("L5"):
+            continue
+        i = np.round(reference.physical_to_index(p.centre)).astype(int)[::-1]
+        lo, hi = np.maximum(i - 2, 0), np.minimum(i + 3, index.shape)
+        win = index[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+        win = win[win > 0.5]
+        if win.size:
+            gaps.append(lab - float(np.median(win)))
+    disagreement = float(np.median(gaps)) if gaps else 0.0
+    doubt = 0.5 if abs(disagreement) >= DISAGREEMENT_LEVELS and by is not None else 1.0
+    cents, conf = {}, {}
+    for p, lab, m in zip(numbering.pieces, numbering.labels, numbering.margins, strict=True):
+        if lab is None or lab in cents:
+            continue
+        cents[lab] = p.centre
+        conf[lab] = float(doubt / (1.0 + np.exp(-min(m, 50.0))))
+    if cents and by is None:
+        warnings.append(SPACING_ONLY_WARNING)
+    elif cents and doubt < 1.0:
+        words = {"C1": "the skull above C1", "ribs": "the ribs", "S1": "the pelvis at S1"}
+        warnings.append(NETWORK_DISAGREEMENT.format(levels=disagreement,
+                                                    by=", ".join(words[a] for a in numbering.anchors)))
+    kept = [m for m, lab in zip(numbering.margins, numbering.labels, strict=True) if lab is not None]
+    if cents and by is not None and kept and min(kept) < 1.5:
+        names = ", ".join(anatomy.vertebra_name(v) for v in anatomy.ORDER if v in cents)
+        warnings.append(UNCERTAIN_WARNING.format(names=f"one level up or down from {names}"))
+    warnings += numbering.notes if by is not None else []
+    voted = column_segments(hu, reference, column.path, numbering.pieces, numbering.labels)
+    if details is not None:
+        details["numbering"] = by
+        details["disagreement"] = disagreement
+        details["source"] = "column"
+    return cents, conf, voted, warnings
+
+
 def locate(image: Image | str | os.PathLike, device: str = "auto", models_dir=None,
            progress: ProgressCallback | None = None, cancel: CancelToken | None = None,
            inference_patch: tuple[int, int, int] | None = None, fusion: str = "discs") -> VertebraResult:
@@ -374,6 +455,9 @@ def locate(image: Image | str | os.PathLike, device: str = "auto", models_dir=No
     t = time.perf_counter()
     canon, record = prepare(img, spacing)
     seconds["prepare"] = time.perf_counter() - t
+    t = time.perf_counter()
+    column = find_column(canon.array, canon)  # the canal and the bodies in front of it, from the image alone
+    seconds["column"] = time.perf_counter() - t
     if progress:
         progress(0.05, "resampled")
     t = time.perf_counter()
@@ -387,12 +471,21 @@ def locate(image: Image | str | os.PathLike, device: str = "auto", models_dir=No
     t = time.perf_counter()
     details: dict = {}
     cents, conf, voted = fuse(prob, index, canon, mode=fusion, hu=canon.array, details=details)
+    seconds["fusion"] = time.perf_counter() - t
+    column_warnings = None
+    if column is not None and fusion == "discs" and not networks_agree(column, cents):
+        # the networks' vertebrae are not the column the canal shows (real CT): the column's
+        # bodies, numbered from the image
+        t = time.perf_counter()
+        cents, conf, voted, column_warnings = fuse_column(column, canon.array, canon, index, details)
+        seconds["numbering"] = time.perf_counter() - t
     labels = record.restore(canon.with_array(voted), "nearest")
     labels = labels.with_array(labels.array.astype(np.uint8))
-    seconds["fusion"] = time.perf_counter() - t
     if not cents:
         warnings.append("No vertebrae found: the field of view shows no vertebral column the model recognises "
                         "(too small, no spine, or not a CT).")
+    elif column_warnings is not None:
+        warnings += column_warnings
     elif details["numbering"] is None:
         warnings.append(NO_LANDMARK_WARNING)
     elif abs(details.get("disagreement", 0.0)) >= DISAGREEMENT_LEVELS:
@@ -404,8 +497,9 @@ def locate(image: Image | str | os.PathLike, device: str = "auto", models_dir=No
     seconds["total"] = time.perf_counter() - t0
     if progress:
         progress(1.0, f"{len(cents)} vertebrae")
-    return VertebraResult(cents, conf, labels, warnings, {k: round(v, 3) for k, v in seconds.items()},
-                          [det_card.name, id_card.name], details["numbering"])
+    models = [det_card.name, id_card.name] + (["vertebra_levels"] if column_warnings is not None else [])
+    return VertebraResult(cents, conf, labels, warnings, {k: round(v, 3) for k, v in seconds.items()}, models,
+                          details["numbering"], "column" if column_warnings is not None else "networks")
 
 
 def segments_from_centroids(reference: Image, centroids_lps: dict[int, np.ndarray]) -> Image:

