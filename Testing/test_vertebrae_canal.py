@@ -265,3 +265,36 @@ def test_real_ct_column_and_numbering(data_dir, name, expected):
     right = [n for n in expected if T(n) in named and mask_label_at(case.reference, named[T(n)]) == T(n)]
     assert right == expected, {anatomy.vertebra_name(k): mask_label_at(case.reference, v) for k, v in named.items()}
     assert numbering.anchors  # something in the image fixed the numbering
+
+
+def test_labels_disagree_counts_the_networks_vertebrae_on_numbered_bodies():
+    from SpineAILib.vertebrae.evidence import Numbering
+    from SpineAILib.vertebrae.predict import labels_disagree
+
+    pieces = [Piece(0, 1, np.array([0.0, 0, z]), 30.0) for z in (90.0, 60.0, 30.0)]
+    numbering = Numbering(pieces, [T("C2"), T("C3"), T("C4")], [5.0] * 3, ["C1"])
+
+    same = {T("C2"): np.array([1.0, 0, 90]), T("C3"): np.array([0.0, 2, 60])}
+    shifted = {T("C6"): np.array([1.0, 0, 90]), T("C7"): np.array([0.0, 2, 60]), T("T1"): np.array([0.0, 0, 30])}
+    assert not labels_disagree(numbering, same)
+    assert labels_disagree(numbering, shifted)
+    assert not labels_disagree(numbering, {T("T5"): np.array([0.0, 80, 30])})  # not on a body: not judged
+
+
+@pytest.mark.slow
+def test_locate_real_neck_ct_takes_the_column_numbered_from_the_skull(data_dir):
+    """The networks read this neck CT as C6-T3 (3 of 5 beside the spine, "ribs" that are not
+    there); the canal path finds C1-C7 below the skull (a development case: a regression test)."""
+    from SpineAILib.vertebrae.data import shared_ct_cases
+    from SpineAILib.vertebrae.evaluate import mask_label_at
+    from SpineAILib.vertebrae.predict import locate
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        case = next(c for c in shared_ct_cases(data_dir) if c.name == "totalseg_s0002")
+    result = locate(case.image, device="cpu")
+    assert result.source == "column" and "C1" in (result.numbering or "")
+    right = [n for n in ("C2", "C3", "C4", "C5") if mask_label_at(case.reference, result.centroids[T(n)]) == T(n)]
+    assert right == ["C2", "C3", "C4", "C5"]
+    assert result.labels.array.shape == case.image.array.shape and T("C3") in np.unique(result.labels.array)
+    assert "vertebra_levels" in result.models and result.to_dict()["source"] == "column"

@@ -334,14 +334,20 @@ def find_column(hu: np.ndarray, reference: Image, min_score: float = 3.0) -> Col
 
 
 def column_segments(hu: np.ndarray, reference: Image, path: Path, pieces: list[Piece], labels: list[int | None],
-                    radius_mm: float = 55.0, bone_hu: float = 100.0, canal_hu: float = 60.0) -> np.ndarray:
-    """Vertebra label map (uint8, the canonical grid of ``hu``): the bone within ``radius_mm`` of
-    the canal line, each voxel given the label of the piece of its nearest line sample (so the
-    boundaries are the planes through the discs, perpendicular to the column).
+                    radius_mm: float = 60.0, bone_hu: float = 100.0, canal_hu: float = 60.0,
+                    max_hole_mm2: float = 1500.0, lateral_mm: float = 42.0, front_margin_mm: float = 4.0
+                    ) -> np.ndarray:
+    """Vertebra label map (uint8, the canonical grid of ``hu``): the bone of the column within
+    ``radius_mm`` of the canal line, each voxel given the label of the piece of its nearest line
+    sample (so the boundaries are the planes through the discs, perpendicular to the column), and
+    only up to ``lateral_mm`` to either side of the canal (the transverse processes; not the
+    ribs beyond the costotransverse joints) and ``front_margin_mm`` in front of the body.
 
-    Bone: above ``bone_hu`` after closing gaps of 2 voxels and filling each axial slice's holes
-    (the cancellous core of an osteoporotic body reads 50-100 HU), less what reads below
-    ``canal_hu`` (the canal inside the ring, fat)."""
+    Bone: above ``bone_hu``, with each axial slice's holes up to ``max_hole_mm2`` filled (the
+    cancellous core of an osteoporotic body reads 50-100 HU; the thorax ringed by the ribs is no
+    such hole), less what reads below ``canal_hu`` (the canal, fat), and only what is connected
+    to a labelled body's centre (not the sternum, mandible, clavicles or contrast-filled vessels
+    that come within reach)."""
     from scipy import ndimage
     from scipy.spatial import cKDTree
 
@@ -349,9 +355,12 @@ def column_segments(hu: np.ndarray, reference: Image, path: Path, pieces: list[P
     if not pieces:
         return out
     sample_label = np.zeros(len(path.points) + 1, np.uint8)
+    front = np.zeros(len(path.points) + 1)  # how far in front of the canal the body ends (mm)
     for p, lab in zip(pieces, labels, strict=True):
         if lab is not None:
             sample_label[p.start:p.stop] = lab
+            k = min((p.start + p.stop) // 2, len(path.points) - 1)
+            front[p.start:p.stop] = float(np.dot(p.centre - path.points[k], path.anterior[k])) + 0.5 * p.depth_mm
     lo = path.points.min(axis=0) - radius_mm
     hi = path.points.max(axis=0) + radius_mm
     i0 = np.floor(reference.physical_to_index(lo)).astype(int)
@@ -360,15 +369,36 @@ def column_segments(hu: np.ndarray, reference: Image, path: Path, pieces: list[P
     b = np.clip(np.maximum(i0, i1) + 1, 1, np.array(hu.shape[::-1]))
     box = (slice(a[2], b[2]), slice(a[1], b[1]), slice(a[0], b[0]))
     sub = hu[box]
-    bone = ndimage.binary_closing(sub > bone_hu, structure=np.ones((1, 3, 3), bool), iterations=2)
-    bone = np.stack([ndimage.binary_fill_holes(s) for s in bone]) & (sub >= canal_hu)
+    bone = sub > bone_hu
+    max_hole = max_hole_mm2 / float(reference.spacing[0] * reference.spacing[1])
+    for z in range(bone.shape[0]):
+        holes = ndimage.binary_fill_holes(bone[z]) & ~bone[z]
+        lab, n = ndimage.label(holes)
+        if n:
+            small = np.flatnonzero(np.bincount(lab.ravel())[1:] <= max_hole) + 1
+            bone[z] |= np.isin(lab, small)
+    bone &= sub >= canal_hu
+    comp, _ = ndimage.label(bone)
+    seeds = set()
+    for p, lab in zip(pieces, labels, strict=True):
+        if lab is None:
+            continue
+        c = np.round(reference.physical_to_index(p.centre)).astype(int) - a
+        zz, yy, xx = c[2], c[1], c[0]
+        win = comp[max(0, zz - 2):zz + 3, max(0, yy - 2):yy + 3, max(0, xx - 2):xx + 3]
+        seeds |= set(np.unique(win[win > 0]).tolist())
+    bone &= np.isin(comp, sorted(seeds))
     zz, yy, xx = np.nonzero(bone)
     if not len(zz):
         return out
     pos = reference.index_to_physical(np.stack([xx + a[0], yy + a[1], zz + a[2]], axis=1))
     dist, nearest = cKDTree(path.points).query(pos, distance_upper_bound=radius_mm)
     near = np.isfinite(dist)
+    k = nearest[near]
+    offset = pos[near] - path.points[k]
+    inside = (np.abs(np.einsum("ij,ij->i", offset, path.lateral[k])) <= lateral_mm) & \
+        (np.einsum("ij,ij->i", offset, path.anterior[k]) <= front[k] + front_margin_mm)
     values = np.zeros(len(pos), np.uint8)
-    values[near] = sample_label[nearest[near]]
+    values[np.flatnonzero(near)[inside]] = sample_label[k[inside]]
     out[box][zz, yy, xx] = values
     return out

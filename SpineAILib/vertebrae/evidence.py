@@ -7,9 +7,9 @@ Evidence per vertebra (log-likelihoods per level; 0 = no opinion):
 * **ribs** (:func:`rib_reach`, :func:`rib_emission`): a vertebra whose bone reaches far to the
   side beside the lungs is T1-T10 (T11/T12, whose floating ribs are short, are mildly
   penalised, C7/L1 more); a vertebra whose bone ends within 50 mm is not T2-T10;
-* **pelvis** (:func:`SpineAILib.vertebrae.sacrum.pelvis_at`, or bone joined to the piece reaching
-  80 mm to a side with no air beside it): the lowest vertebrae joined to the ilia are S1 (or
-  the sacrum below it); a vertebra not joined to them is not S1;
+* **pelvis** (:func:`SpineAILib.vertebrae.sacrum.pelvis_at`, 90 mm to both sides): the lowest
+  vertebrae joined to the ilia are S1 (or the sacrum below it); a vertebra not joined to them is
+  not S1;
 * **skull** (:func:`skull_above`): where the column ends under the skull, its top is C1 and C2
   (one bone along the canal: the top 18 mm are C1's, the rest down to the next disc at least
   25 mm lower C2's; :func:`atlas_axis_split`).
@@ -33,7 +33,7 @@ from SpineAILib.vertebrae.levels import BELOW_S1, LEVEL_NAMES, N_STATES, assign_
 from SpineAILib.vertebrae.sacrum import pelvis_at
 
 S1_STATE = level_index("S1")
-PELVIS_REACH_MM = 80.0
+PELVIS_REACH_MM = 90.0  # the phantoms, which have no pelvis, reach at most 82 mm
 C1_MM = 18.0  # C1's share of the canal at the top of the column (its anterior arch and the dens tip)
 C2_MIN_MM = 25.0
 
@@ -189,8 +189,7 @@ def number_column(hu: np.ndarray, reference: Image, column: Column) -> Numbering
     em = np.zeros((n, N_STATES))
     em[:, BELOW_S1] = -4.0
     em[:, S1_STATE] = -4.0  # S1 without the pelvis joined to it: unusual, but the test can miss
-    reaches = [rib_reach(hu, reference, p.centre) for p in pieces]
-    ribs, seen = rib_emission(reaches)
+    ribs, seen = rib_emission([rib_reach(hu, reference, p.centre) for p in pieces])
     em += depth_emission([p.depth_mm for p in pieces])
     # pelvis: the lowest six pieces (sacral pieces below S1 come first from the feet); under a
     # skull only 400 mm or more below the column's top (C1-S1 is about 600 mm: the shoulder
@@ -200,20 +199,15 @@ def number_column(hu: np.ndarray, reference: Image, column: Column) -> Numbering
     for i in range(max(0, n - 6), n):
         if skull and np.linalg.norm(pieces[i].centre - top) < 400.0:
             continue
-        # the sacral ala and the ilium joined to it reach 80 mm or more to a side with no air
-        # beside them (L5's transverse processes 45-55 mm; at 1 mm grids the sacroiliac joint may
-        # open beyond pelvis_at's closing)
-        r = reaches[i]
-        if r is not None and max(r[0], r[1]) >= PELVIS_REACH_MM and r[2] <= 0.05:
-            pelvis.append(i)
-            continue
         # at the body's centre and a third of the way to either end (a piece that also holds
         # part of its neighbour has its centre off the sacrum)
         p = pieces[i]
         for f in (0.5, 0.33, 0.67):
             k = min(int(p.start + f * (p.stop - p.start)), len(path.points) - 1)
             point = p.centre + (path.points[k] - path.points[(p.start + p.stop) // 2]) + 5.0 * path.anterior[k]
-            if pelvis_at(hu, reference, point):
+            # the sacrum joined to the ilia 90 mm or more to both sides (at 1 mm grids the
+            # sacroiliac joints of totalseg_example open a little: 100 mm missed its S1)
+            if pelvis_at(hu, reference, point, min_lateral_mm=PELVIS_REACH_MM):
                 pelvis.append(i)
                 break
     if pelvis:

@@ -38,7 +38,7 @@ from SpineAILib.progress import CancelToken, ProgressCallback, SubProgress, chec
 from SpineAILib.vertebrae import networks as _networks  # noqa: F401  (registers the architectures)
 from SpineAILib.vertebrae.canal import Column, column_segments, find_column
 from SpineAILib.vertebrae.column import column_instances, label_instances
-from SpineAILib.vertebrae.evidence import number_column
+from SpineAILib.vertebrae.evidence import Numbering, number_column
 from SpineAILib.vertebrae.labels import sparse_to_dense, vertebra_radius_mm
 from SpineAILib.vertebrae.sacrum import sacral_instances
 
@@ -351,19 +351,34 @@ def order_warnings(centroids: dict[int, np.ndarray]) -> list[str]:
 
 
 def networks_agree(column: Column | None, centroids: dict[int, np.ndarray], radius_mm: float = 15.0,
-                   min_near: float = 0.7, min_found: float = 0.5) -> bool:
-    """Whether the networks' vertebrae are the column's: at least ``min_near`` of their centroids
-    lie within ``radius_mm`` of a body the canal path found, and they number at least 3 or
-    ``min_found`` of its pieces (phantoms: they agree; real CT: the networks' detections in the
-    heart, vessels or nasopharynx, or none at all, do not). True without a column of at least
-    two pieces (nothing to check against)."""
+                   min_near: float = 0.7, min_found: float = 0.5, margin_mm: float = 15.0) -> bool:
+    """Whether the networks' vertebrae are the column's, where the column was traced: of their
+    centroids within the canal path's extent (``margin_mm`` beyond its ends included), at least
+    ``min_near`` lie within ``radius_mm`` of a body the path found, and there are at least 3 of
+    them or ``min_found`` of its pieces (phantoms: they agree; real CT: the networks' detections
+    in the heart or the vessels beside the column, or none at all, do not). Centroids beyond the
+    path's ends are not judged (the canal may be lost where the networks still see vertebrae).
+    True without a column of at least two pieces (nothing to check against)."""
     if column is None or len(column.pieces) < 2:
         return True
     if not centroids:
         return False
+    path = column.path
+    inside = []
+    for c in centroids.values():
+        k = int(np.argmin(np.linalg.norm(path.points - c, axis=1)))
+        beyond = 0.0
+        if k == 0:
+            beyond = float(np.dot(path.points[0] - c, path.tangent[0]))
+        elif k == len(path.points) - 1:
+            beyond = float(np.dot(c - path.points[-1], path.tangent[-1]))
+        if beyond <= margin_mm:
+            inside.append(c)
+    if not inside:
+        return True  # nothing where the canal was traced to judge by
     bodies = np.array([p.centre for p in column.pieces])
-    near = [float(np.min(np.linalg.norm(bodies - c, axis=1))) <= radius_mm for c in centroids.values()]
-    return float(np.mean(near)) >= min_near and len(centroids) >= min(3.0, min_found * len(column.pieces))
+    near = [float(np.min(np.linalg.norm(bodies - c, axis=1))) <= radius_mm for c in inside]
+    return float(np.mean(near)) >= min_near and len(inside) >= min(3.0, min_found * len(column.pieces))
 
 
 NETWORK_DISAGREEMENT = ("The image ({by}) numbers the vertebrae {levels:+.1f} levels from what the identification "
@@ -375,14 +390,50 @@ SPACING_ONLY_WARNING = ("Nothing in view fixed the numbering (no skull above the
 UNCERTAIN_WARNING = ("The numbering is uncertain (another numbering is nearly as likely: {names}); check the labels.")
 
 
-def fuse_column(column: Column, hu: np.ndarray, reference: Image, index: np.ndarray, details: dict | None = None
+def network_segments(column: Column, hu: np.ndarray, reference: Image, centroids: dict[int, np.ndarray],
+                     fallback: np.ndarray, radius_mm: float = 15.0) -> np.ndarray:
+    """Label map of the column's bone (:func:`SpineAILib.vertebrae.canal.column_segments`) with
+    each piece given the label of the networks' centroid within ``radius_mm`` of its body (one
+    piece per label); ``fallback`` (the networks' own map) where fewer than two pieces match."""
+    pieces = column.pieces
+    if len(pieces) < 2 or not centroids:
+        return fallback
+    bodies = np.array([p.centre for p in pieces])
+    labels: list[int | None] = [None] * len(pieces)
+    for lab, c in sorted(centroids.items(), key=lambda kv: anatomy.ORDER.index(kv[0])):
+        d = np.linalg.norm(bodies - c, axis=1)
+        i = int(np.argmin(d))
+        if d[i] <= radius_mm and labels[i] is None:
+            labels[i] = lab
+    if sum(v is not None for v in labels) < 2:
+        return fallback
+    return column_segments(hu, reference, column.path, pieces, labels)
+
+
+def labels_disagree(numbering: Numbering, centroids: dict[int, np.ndarray], radius_mm: float = 15.0) -> bool:
+    """Whether most of the networks' vertebrae that lie on one of the column's numbered bodies
+    (within ``radius_mm``) carry another label than the column's numbering gives it."""
+    bodies = [(p.centre, lab) for p, lab in zip(numbering.pieces, numbering.labels, strict=True) if lab is not None]
+    if not bodies:
+        return False
+    pos = np.array([b[0] for b in bodies])
+    pairs = []
+    for lab, c in centroids.items():
+        d = np.linalg.norm(pos - c, axis=1)
+        if float(d.min()) <= radius_mm:
+            pairs.append(bodies[int(np.argmin(d))][1] != lab)
+    return bool(pairs) and float(np.mean(pairs)) > 0.5
+
+
+def fuse_column(column: Column, hu: np.ndarray, reference: Image, index: np.ndarray, details: dict | None = None,
+                numbering: Numbering | None = None
                 ) -> tuple[dict[int, np.ndarray], dict[int, float], np.ndarray, list[str]]:
     """Centroids, confidences, label map and warnings from the column the canal path found
     (:mod:`SpineAILib.vertebrae.canal`), numbered from the image's evidence
     (:mod:`SpineAILib.vertebrae.evidence`). The confidence of a label is the logistic of its
     margin (the log-likelihood it leads the next numbering by), halved where the identification
     network's index reads the column ``DISAGREEMENT_LEVELS`` or more levels differently."""
-    numbering = number_column(hu, reference, column)
+    numbering = numbering if numbering is not None else number_column(hu, reference, column)
     warnings: list[str] = []
     by = "+".join(numbering.anchors) or None
     # the network's reading of each labelled body: its index near the centre
@@ -473,11 +524,19 @@ def locate(image: Image | str | os.PathLike, device: str = "auto", models_dir=No
     cents, conf, voted = fuse(prob, index, canon, mode=fusion, hu=canon.array, details=details)
     seconds["fusion"] = time.perf_counter() - t
     column_warnings = None
-    if column is not None and fusion == "discs" and not networks_agree(column, cents):
-        # the networks' vertebrae are not the column the canal shows (real CT): the column's
-        # bodies, numbered from the image
+    if column is not None and fusion == "discs":
         t = time.perf_counter()
-        cents, conf, voted, column_warnings = fuse_column(column, canon.array, canon, index, details)
+        numbering = number_column(canon.array, canon, column)
+        # the column's bodies, numbered from the image, where the networks' vertebrae are not the
+        # column the canal shows, or where they are but the skull or the pelvis in view numbers
+        # them otherwise (real CT; on phantoms the networks agree and no skull or pelvis is seen)
+        if not networks_agree(column, cents) or (
+                {"C1", "S1"} & set(numbering.anchors) and labels_disagree(numbering, cents)):
+            cents, conf, voted, column_warnings = fuse_column(column, canon.array, canon, index, details, numbering)
+        else:
+            # the networks' labels on the column's bodies: the segments follow the vertebrae's
+            # bone, cut at the disc planes, not discs of nominal radius around the centroids
+            voted = network_segments(column, canon.array, canon, cents, voted)
         seconds["numbering"] = time.perf_counter() - t
     labels = record.restore(canon.with_array(voted), "nearest")
     labels = labels.with_array(labels.array.astype(np.uint8))
