@@ -298,3 +298,10 @@ def test_locate_real_neck_ct_takes_the_column_numbered_from_the_skull(data_dir):
     assert right == ["C2", "C3", "C4", "C5"]
     assert result.labels.array.shape == case.image.array.shape and T("C3") in np.unique(result.labels.array)
     assert "vertebra_levels" in result.models and result.to_dict()["source"] == "column"
+
+
+def test_level_fit_command_says_what_folder_it_needs(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        lv.main(["--data", str(tmp_path)])
+    assert exc.value.code == 2
+    assert "KeypointGroundTruthNoSacrum" in capsys.readouterr().err

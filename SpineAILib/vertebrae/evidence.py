@@ -29,7 +29,7 @@ from SpineAILib.io.image import Image
 from SpineAILib.vertebrae.canal import Column, Piece, body_centre
 from SpineAILib.vertebrae.column import axis_offsets
 from SpineAILib.vertebrae.labels import nominal_dimensions
-from SpineAILib.vertebrae.levels import BELOW_S1, LEVEL_NAMES, N_STATES, assign_levels, level_index
+from SpineAILib.vertebrae.levels import BELOW_S1, LEVEL_NAMES, N_STATES, assign_levels, huber, level_index
 from SpineAILib.vertebrae.sacrum import pelvis_at
 
 S1_STATE = level_index("S1")
@@ -166,7 +166,7 @@ def depth_emission(depths_mm: list[float], spread: float = 0.25, min_mm: float =
         if d is None or d < min_mm:
             continue
         z = np.abs(np.log(d) - nominal) / spread
-        em[j, :len(LEVEL_NAMES)] = -np.where(z < 1.5, 0.5 * z ** 2, 1.5 * z - 1.125)
+        em[j, :len(LEVEL_NAMES)] = -huber(z)
     return em
 
 

@@ -41,6 +41,13 @@ SPACING_NOISE = 0.1
 NOMINAL_GAP_MM = {"C1": 14.0, "L5": 36.0}
 
 
+def huber(z: np.ndarray, k: float = 1.5) -> np.ndarray:
+    """Huber loss of a standardised residual ``z`` (>= 0): 0.5 z^2 up to ``k``, linear beyond,
+    so one far-off measurement cannot outweigh the rest of the column."""
+    z = np.abs(np.asarray(z, float))
+    return np.where(z < k, 0.5 * z ** 2, k * z - 0.5 * k * k)
+
+
 def level_index(name: str) -> int:
     """Position of a level name (C1..L5, S1) in :data:`LEVEL_NAMES`; L6 and T13 have none."""
     if name not in LEVEL_NAMES:
@@ -247,7 +254,7 @@ def _pair_scores(points: np.ndarray, model: LevelModel, log_scale: float, max_sk
         for j in range(i + 1, n):
             d = max(float(np.linalg.norm(points[j] - points[i])), 1e-3)
             z = np.abs(np.log(d) - expected) / np.sqrt(spread ** 2 + noise ** 2)
-            term = np.where(spacing, -np.where(z < 1.5, 0.5 * z ** 2, 1.5 * z - 1.125), 0.0)
+            term = np.where(spacing, -huber(z), 0.0)
             out[i, j] = cost + term - false_cost * (j - i - 1)
     return out
 
@@ -427,7 +434,11 @@ def main(argv=None) -> int:
     p.add_argument("--limit", type=int, default=0, help="evaluate on the first N validation scans only")
     a = p.parse_args(argv)
     root = Path(a.data)
-    train = keypoint_scans(root / "KeypointGroundTruthNoSacrum" / "Training")
+    try:
+        train = keypoint_scans(root / "KeypointGroundTruthNoSacrum" / "Training")
+    except InputError as exc:
+        p.error(f"{exc} Expected the vid_keypoints folder (KeypointGroundTruthNoSacrum/, "
+                "KeypointPredictionsNoSacrum/), e.g. $SPINEAI_DATA/ct/vid_keypoints.")
     model = fit_level_model(train)
     gaps = {n: round(float(np.exp(v)), 2) for n, v in zip(LEVEL_NAMES, model.log_gap, strict=False)}
     print("gap (mm) per level:", gaps)
