@@ -18,7 +18,8 @@ LAYERS: list[set[str]] = [
     {"SpineAILib", "errors", "progress"},
     {"anatomy", "device", "networks"},
     {"io", "models"},
-    {"preprocessing", "postprocessing", "metrics", "inference", "scene", "render", "phantoms", "training"},
+    {"preprocessing", "postprocessing", "metrics", "inference", "scene", "render", "phantoms", "training",
+     "ctcolumn"},
     {"cobb", "cervical", "vertebrae", "vertebra_body"},  # the task packages
     {"xray_vertebrae"},  # tasks that compose others (AP labelling reuses the Cobb landmarks)
     {"tasks", "info", "demo", "cli", "slicer_bridge"},  # the registry and what loops over it

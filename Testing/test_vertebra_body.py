@@ -336,3 +336,40 @@ def test_fracture_assessment_withholds_grades_the_ct_does_not_confirm(data_dir):
         assert "endplate edge" in v.note, v.note
         assert v.status == ("fracture" if v.probability >= 0.5 else "normal")  # no grade: the classifier alone
     assert any("No Genant grade for T1, T2, T3, T4" in w for w in r.warnings)
+
+
+def test_cut_at_planes_keeps_the_body_between_its_discs():
+    from types import SimpleNamespace
+
+    from SpineAILib.vertebra_body.predict import DiscPlanes, cut_at_planes
+
+    rec = SimpleNamespace(origin=(0.0, 0.0, 0.0), spacing=1.0)
+    region = np.zeros((40, 10, 10), bool)
+    region[:, 3:7, 3:7] = True  # a column of three bodies touching across their discs
+    region[20, 5, 5] = True
+    up = np.array([0.0, 0.0, 1.0])
+    planes = DiscPlanes((np.array([5.0, 5.0, 12.5]), up), (np.array([5.0, 5.0, 27.5]), up), up)
+    cut = cut_at_planes(region, rec, planes)
+    zs = np.flatnonzero(cut.any(axis=(1, 2)))
+    assert zs.min() == 13 and zs.max() == 27 and cut[13:28, 3:7, 3:7].all()
+    open_top = cut_at_planes(region, rec, DiscPlanes((np.array([5.0, 5.0, 12.5]), up), None, up))
+    assert np.flatnonzero(open_top.any(axis=(1, 2))).max() == 39  # the column leaves the view: no cut there
+
+
+def test_real_click_without_centroids_stays_in_its_vertebra(data_dir):
+    """A user's first click (no centroids) on a real lumbar body: the network's region spilled
+    into L2 and L4 (precision 0.71); the disc planes of the column found in the image bound it
+    (a development case: a regression test)."""
+    import warnings
+
+    from SpineAILib import anatomy
+    from SpineAILib.vertebra_body.predict import segment
+    from SpineAILib.vertebrae.data import shared_ct_cases
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        case = next(c for c in shared_ct_cases(data_dir) if c.name == "totalseg_example")
+    l3 = anatomy.vertebra_label("L3")
+    r = segment(case.image, lps_to_ras(case.centroids[l3]), device="cpu")
+    inside = (r.mask & (case.reference.array == l3)).sum() / r.mask.sum()
+    assert inside >= 0.85, inside

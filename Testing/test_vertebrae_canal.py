@@ -1,4 +1,4 @@
-"""The column from the image alone (SpineAILib.vertebrae.canal), its numbering from evidence
+"""The column from the image alone (SpineAILib.ctcolumn.canal), its numbering from evidence
 (vertebrae.evidence) and the level chain fitted on real spines (vertebrae.levels): exact answers
 on tiny synthetic data, then the real CTs and keypoints in $SPINEAI_DATA."""
 
@@ -10,9 +10,7 @@ import numpy as np
 import pytest
 
 from SpineAILib import anatomy
-from SpineAILib.io import Image
-from SpineAILib.vertebrae import levels as lv
-from SpineAILib.vertebrae.canal import (
+from SpineAILib.ctcolumn.canal import (
     Column,
     Piece,
     canal_evidence,
@@ -23,9 +21,11 @@ from SpineAILib.vertebrae.canal import (
     profile_cuts,
     split_long_pieces,
 )
+from SpineAILib.ctcolumn.path import Path
+from SpineAILib.io import Image
+from SpineAILib.vertebrae import levels as lv
 from SpineAILib.vertebrae.evidence import depth_emission, rib_emission, skull_above
 from SpineAILib.vertebrae.predict import networks_agree
-from SpineAILib.vertebrae.sacrum import Path
 
 T = anatomy.vertebra_label
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from SpineAILib import anatomy
+from SpineAILib.ctcolumn import find_column
 from SpineAILib.device import autocast, resolve_device
 from SpineAILib.errors import InputError
 from SpineAILib.io import Image, read_image
@@ -178,6 +179,62 @@ def si_axis_from(label: int | None, centroids: dict[int, np.ndarray] | None) -> 
     return v / np.linalg.norm(v) if np.linalg.norm(v) > 0 else None
 
 
+@dataclass
+class DiscPlanes:
+    """The planes through the discs below and above a clicked body (LPS mm; normals pointing to
+    the head), None on a side where the column leaves the region looked at, and the column's
+    direction at the body."""
+
+    lower: tuple[np.ndarray, np.ndarray] | None
+    upper: tuple[np.ndarray, np.ndarray] | None
+    axis: np.ndarray
+
+
+def disc_planes(image: Image, point_lps: np.ndarray, half_size_mm: tuple[float, float, float] = (100.0, 100.0, 120.0),
+                spacing_mm: float = 2.0, max_canal_mm: float = 50.0, max_centre_mm: float = 25.0
+                ) -> DiscPlanes | None:
+    """The disc planes around the body at ``point_lps`` from the column found in the image
+    (:func:`SpineAILib.ctcolumn.find_column` on a region of +-``half_size_mm`` around the click):
+    the piece whose canal samples are nearest the click, if the canal lies within
+    ``max_canal_mm`` of it and the piece's body centre within ``max_centre_mm``. None where no
+    column is found there. Why: without its neighbours' centroids the network's region spills
+    across the discs into the bodies above and below on real CT."""
+    size = tuple(int(round(2 * h / spacing_mm)) for h in half_size_mm)
+    region, _ = crop_around(image, point_lps, size, spacing_mm)
+    column = find_column(region.array, region)
+    if column is None or not column.pieces:
+        return None
+    path = column.path
+    d = np.linalg.norm(path.points - point_lps, axis=1)
+    k = int(np.argmin(d))
+    if d[k] > max_canal_mm:
+        return None
+    piece = next((p for p in column.pieces if p.start <= k < p.stop), None)
+    if piece is None or np.linalg.norm(piece.centre - point_lps) > max_centre_mm:
+        return None
+    last = len(path.points) - 1
+    lower = None if piece.start == 0 else (path.points[piece.start], path.tangent[piece.start])
+    upper = None if piece.stop - 1 >= last else (path.points[piece.stop - 1], path.tangent[piece.stop - 1])
+    return DiscPlanes(lower, upper, path.tangent[(piece.start + piece.stop) // 2])
+
+
+def cut_at_planes(region: np.ndarray, record, planes: DiscPlanes | None) -> np.ndarray:
+    """The crop-grid region less what lies beyond the disc planes (below the lower, above the
+    upper), then its part connected to the click."""
+    if planes is None or not region.any():
+        return region
+    idx = np.argwhere(region)
+    pts = np.asarray(record.origin) + idx[:, ::-1] * record.spacing  # crop grid: identity direction
+    keep = np.ones(len(idx), bool)
+    if planes.lower is not None:
+        keep &= (pts - planes.lower[0]) @ planes.lower[1] >= 0.0
+    if planes.upper is not None:
+        keep &= (pts - planes.upper[0]) @ planes.upper[1] <= 0.0
+    out = np.zeros_like(region)
+    out[tuple(idx[keep].T)] = True
+    return region_at_click(out.astype(np.float32), 0.5) if out.any() else out
+
+
 def touches_border(mask: np.ndarray) -> bool:
     """Whether a mask (any number of axes) has a voxel on a face of its array."""
     return any(np.take(mask, i, axis=ax).any() for ax in range(mask.ndim) for i in (0, -1))
@@ -225,6 +282,9 @@ def segment(image: Image | str | os.PathLike, point, space: str = "RAS", centroi
     prob = predict_crop(crop.array, rec, net, dev)
     name, label = name_for(p, centroids, index)
     region = cut_at_neighbours(region_at_click(prob), rec, label, centroids)
+    # without labelled neighbours, the discs the image shows bound the body
+    planes = None if label is not None and si_axis_from(label, centroids) is not None else disc_planes(img, p)
+    region = cut_at_planes(region, rec, planes)
     if region.sum() < 500:  # < 0.5 ml: nothing body-like at the click
         raise InputError(f"No vertebral body found at the point (RAS {lps_to_ras(p).round(1).tolist()} mm): click "
                          "inside the body of a vertebra (not a disc, rib or the posterior elements).")
@@ -234,7 +294,9 @@ def segment(image: Image | str | os.PathLike, point, space: str = "RAS", centroi
     mask[box] = box_values >= 0.5
     # heights from the probability inside the region (sub-voxel), their ends refined on the CT's
     # endplate edges (the network rounds deformed endplates); volume from the voxels
-    m = measure_heights(crop.with_array(kept.astype(np.float32)), si_axis_from(label, centroids), hu=crop,
+    axis = si_axis_from(label, centroids)
+    m = measure_heights(crop.with_array(kept.astype(np.float32)), axis if axis is not None or planes is None
+                        else planes.axis, hu=crop,
                         edge_bias_mm=EDGE_BIAS_MM)
     heights = {k: m[f"{k}_height_mm"] for k in ("anterior", "middle", "posterior")}
     g, warnings = grade_heights(heights, m["edges_found"], neighbour_posterior_mm)

@@ -1,4 +1,4 @@
-"""Numbering the column found from the image (:mod:`SpineAILib.vertebrae.canal`) from what the
+"""Numbering the column found from the image (:mod:`SpineAILib.ctcolumn.canal`) from what the
 CT shows at each vertebra, jointly with the spacing of real spines
 (:func:`SpineAILib.vertebrae.levels.assign_levels`).
 
@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from SpineAILib import anatomy
+from SpineAILib.ctcolumn.canal import Column, Piece, body_centre
 from SpineAILib.io.image import Image
-from SpineAILib.vertebrae.canal import Column, Piece, body_centre
 from SpineAILib.vertebrae.column import axis_offsets
 from SpineAILib.vertebrae.labels import nominal_dimensions
 from SpineAILib.vertebrae.levels import BELOW_S1, LEVEL_NAMES, N_STATES, assign_levels, huber, level_index

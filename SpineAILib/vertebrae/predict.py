@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from SpineAILib import anatomy
+from SpineAILib.ctcolumn.canal import Column, column_segments, find_column
 from SpineAILib.device import autocast, resolve_device
 from SpineAILib.errors import InputError
 from SpineAILib.inference.tiling import tile_predict
@@ -36,7 +37,6 @@ from SpineAILib.preprocessing import check_image, resample_to_canonical
 from SpineAILib.preprocessing.intensity import scale_hu
 from SpineAILib.progress import CancelToken, ProgressCallback, SubProgress, check_cancel
 from SpineAILib.vertebrae import networks as _networks  # noqa: F401  (registers the architectures)
-from SpineAILib.vertebrae.canal import Column, column_segments, find_column
 from SpineAILib.vertebrae.column import column_instances, label_instances
 from SpineAILib.vertebrae.evidence import Numbering, number_column
 from SpineAILib.vertebrae.labels import sparse_to_dense, vertebra_radius_mm
@@ -392,7 +392,7 @@ UNCERTAIN_WARNING = ("The numbering is uncertain (another numbering is nearly as
 
 def network_segments(column: Column, hu: np.ndarray, reference: Image, centroids: dict[int, np.ndarray],
                      fallback: np.ndarray, radius_mm: float = 15.0) -> np.ndarray:
-    """Label map of the column's bone (:func:`SpineAILib.vertebrae.canal.column_segments`) with
+    """Label map of the column's bone (:func:`SpineAILib.ctcolumn.canal.column_segments`) with
     each piece given the label of the networks' centroid within ``radius_mm`` of its body (one
     piece per label); ``fallback`` (the networks' own map) where fewer than two pieces match."""
     pieces = column.pieces
@@ -429,7 +429,7 @@ def fuse_column(column: Column, hu: np.ndarray, reference: Image, index: np.ndar
                 numbering: Numbering | None = None
                 ) -> tuple[dict[int, np.ndarray], dict[int, float], np.ndarray, list[str]]:
     """Centroids, confidences, label map and warnings from the column the canal path found
-    (:mod:`SpineAILib.vertebrae.canal`), numbered from the image's evidence
+    (:mod:`SpineAILib.ctcolumn.canal`), numbered from the image's evidence
     (:mod:`SpineAILib.vertebrae.evidence`). The confidence of a label is the logistic of its
     margin (the log-likelihood it leads the next numbering by), halved where the identification
     network's index reads the column ``DISAGREEMENT_LEVELS`` or more levels differently."""

@@ -40,11 +40,10 @@ pelvis: there this path never fires (checked on every validation and held-out ph
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from SpineAILib import anatomy
+from SpineAILib.ctcolumn.path import body_band, straighten
 from SpineAILib.io.image import Image
 from SpineAILib.vertebrae.column import Instance, axis_offsets, split_long
 
@@ -88,64 +87,6 @@ def posterior_line(prob: np.ndarray, hu: np.ndarray, reference: Image, threshold
         if best is not None:
             out[z] = best[1:]
     return out
-
-
-@dataclass
-class Path:
-    """A column line resampled every ``step_mm`` from the feet up: positions (N, 3, LPS mm) and
-    unit vectors along it (``tangent``, towards the head), to the patient's left
-    (``lateral``) and to the front (``anterior``)."""
-
-    points: np.ndarray
-    tangent: np.ndarray
-    lateral: np.ndarray
-    anterior: np.ndarray
-    step_mm: float
-
-
-def straighten(line: np.ndarray, reference: Image, step_mm: float = 1.0, max_gap_slices: int = 3,
-               min_length_mm: float = 20.0) -> Path | None:
-    """The longest run of ``line`` (gaps up to ``max_gap_slices`` bridged), smoothed (median
-    over 9 slices against single-slice jumps, then Gaussian) and resampled every ``step_mm``
-    along its length. None when it is shorter than ``min_length_mm``."""
-    from scipy import ndimage
-
-    zs = np.flatnonzero(~np.isnan(line[:, 0]))
-    if len(zs) < 2:
-        return None
-    run = max(np.split(zs, np.flatnonzero(np.diff(zs) > max_gap_slices) + 1), key=len)
-    z = np.arange(run[0], run[-1] + 1)
-    if len(z) * float(reference.spacing[2]) < min_length_mm:
-        return None
-    xy = [np.interp(z, zs, line[zs, k]) for k in (0, 1)]
-    xy = [ndimage.gaussian_filter1d(ndimage.median_filter(v, 9, mode="nearest"), 2, mode="nearest") for v in xy]
-    pts = reference.index_to_physical(np.stack([xy[0], xy[1], z], axis=1))
-    arc = np.r_[0.0, np.cumsum(np.linalg.norm(np.diff(pts, axis=0), axis=1))]
-    s = np.arange(0.0, arc[-1], step_mm)
-    q = np.stack([np.interp(s, arc, pts[:, k]) for k in range(3)], axis=1)
-    t = ndimage.gaussian_filter1d(np.gradient(q, axis=0), 5.0 / step_mm, axis=0, mode="nearest")
-    t /= np.linalg.norm(t, axis=1, keepdims=True)
-    lateral = np.array([1.0, 0.0, 0.0]) - t[:, :1] * t  # LPS +x (patient's left), made orthogonal
-    lateral /= np.linalg.norm(lateral, axis=1, keepdims=True)
-    anterior = np.cross(t, lateral)
-    anterior *= -np.sign(np.median(anterior[:, 1]) or 1.0)  # the front is -y in LPS
-    return Path(q, t, lateral, anterior, step_mm)
-
-
-def body_band(hu: np.ndarray, reference: Image, path: Path, ap_mm: tuple[float, float] = (-5.0, 12.0),
-              lateral_mm: float = 6.0, step_mm: float = 2.0) -> np.ndarray:
-    """HU (linear interpolation) on a grid of lines parallel to ``path``: ``ap_mm`` in front of
-    it (negative: behind) and up to ``lateral_mm`` to each side, every ``step_mm``. Returns
-    (lines, samples along the path)."""
-    from scipy import ndimage
-
-    rows = []
-    for a in np.arange(ap_mm[0], ap_mm[1] + 1e-6, step_mm):
-        for lat in np.arange(-lateral_mm, lateral_mm + 1e-6, step_mm):
-            pos = path.points + a * path.anterior + lat * path.lateral
-            rows.append(ndimage.map_coordinates(hu, reference.physical_to_index(pos)[:, ::-1].T, order=1,
-                                                mode="nearest"))
-    return np.array(rows)
 
 
 def disc_valleys(band: np.ndarray, step_mm: float = 1.0, half_window_mm: float = 7.0, min_depth_hu: float = 30.0,

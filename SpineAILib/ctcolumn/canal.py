@@ -39,8 +39,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from SpineAILib.ctcolumn.path import Path, body_band, straighten
 from SpineAILib.io.image import Image
-from SpineAILib.vertebrae.sacrum import Path, body_band, straighten
 
 BONE_HU = 200.0
 CANAL_HU = (-80.0, 90.0)
