@@ -35,3 +35,15 @@ def save(name: str, data: dict) -> Path:
     p.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(data, indent=2))
     return p
+
+
+def write_report(folder: str | os.PathLike, stem: str, report: dict, title: str, intro: str, lines: list[str]) -> Path:
+    """``report`` (with its ``machine``) as ``<stem>.json`` and a Markdown page ``<stem>.md``: the
+    title, a line naming the machine, commit and date followed by ``intro``, then ``lines``."""
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    m = report["machine"]
+    md = [f"# {title}", "", f"Machine {m['cpu']}, commit {m['commit']}, {m['date']}. {intro}", "", *lines]
+    (out / f"{stem}.md").write_text("\n".join(md) + "\n", encoding="utf-8")
+    return out / f"{stem}.md"

@@ -13,7 +13,6 @@ Writes docs/benchmarks/vertebral_body_real/clicks.json and .md and prints the ta
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -23,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DOCS, machine  # noqa: E402
+from _common import DOCS, machine, write_report  # noqa: E402
 
 from SpineAILib import anatomy  # noqa: E402
 from SpineAILib.errors import InputError  # noqa: E402
@@ -84,26 +83,20 @@ def main() -> int:
                   f"(without planes {old.get('precision', '-')}), {c.get('volume_ml', '-')} ml, grade "
                   f"{c.get('grade', '-')}, stable over offsets: "
                   f"{len({k.get('grade') for k in row['clicks']}) == 1}", flush=True)
-    def share(key, pick):
+    def share(pick):
         vals = [pick(r) for r in rows]
         vals = [v for v in vals if v is not None]
         return (sum(v >= 0.85 for v in vals), len(vals))
     summary = {
-        "centre_inside": share("c", lambda r: r["clicks"][0].get("precision", 0.0)),
+        "centre_inside": share(lambda r: r["clicks"][0].get("precision", 0.0)),
         "all_clicks_inside": (sum(k.get("precision", 0.0) >= 0.85 for r in rows for k in r["clicks"]),
                               sum(len(r["clicks"]) for r in rows)),
         "grade_stable": (sum(len({k.get("grade") for k in r["clicks"]}) == 1 for r in rows), len(rows)),
     }
     if a.compare:
-        summary["centre_inside_without_planes"] = share("w", lambda r: r["without_planes"].get("precision", 0.0))
+        summary["centre_inside_without_planes"] = share(lambda r: r["without_planes"].get("precision", 0.0))
     report = {"machine": machine(), "summary": summary, "rows": rows}
-    out = Path(a.output)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "clicks.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
-    md = ["# Click-to-segment on real CT (no centroids given)", "",
-          f"Machine {report['machine']['cpu']}, commit {report['machine']['commit']}, {report['machine']['date']}. "
-          "Precision: fraction of the segment inside the clicked vertebra's mask; inside = precision >= 0.85.", "",
-          "| case | vertebra | precision (centre click) | without disc planes | volume (ml) | grade | "
+    md = ["| case | vertebra | precision (centre click) | without disc planes | volume (ml) | grade | "
           "precision over the 7 clicks | grade stable |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         c = r["clicks"][0]
@@ -113,8 +106,10 @@ def main() -> int:
                   f"{c.get('grade', '-')} | {min(pr):.2f}-{max(pr):.2f} | "
                   f"{'yes' if len({k.get('grade') for k in r['clicks']}) == 1 else 'no'} |")
     md += ["", "Summary: " + "; ".join(f"{k} {v[0]}/{v[1]}" for k, v in summary.items())]
-    (out / "clicks.md").write_text("\n".join(md) + "\n", encoding="utf-8")
-    print("\n".join(md[-1:]))
+    write_report(a.output, "clicks", report, "Click-to-segment on real CT (no centroids given)",
+                 "Precision: fraction of the segment inside the clicked vertebra's mask; inside = precision >= 0.85.",
+                 md)
+    print(md[-1])
     return 0
 
 

@@ -25,7 +25,7 @@ import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DOCS, machine  # noqa: E402
+from _common import DOCS, machine, write_report  # noqa: E402
 
 from SpineAILib import anatomy  # noqa: E402
 from SpineAILib.metrics import dice  # noqa: E402
@@ -108,18 +108,13 @@ def main() -> int:
                         "wrong": sum(s["wrong"] for s in held), "outside": sum(s["outside"] for s in held),
                         "distance_mean_mm": (sum(dists) / len(dists)) if dists else None}
     report = {"machine": machine(), "held_out_totals": totals, "cases": rows}
-    out = Path(a.output)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "vertebrae_real_ct.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
-    md = ["# Vertebra labelling on real CT, scored by the masks", "",
-          f"Machine {report['machine']['cpu']}, commit {report['machine']['commit']}, {report['machine']['date']}. "
-          "A prediction is correct inside the mask of the vertebra it names; complete = not cut by the field of "
-          "view; distance from correct predictions to the body centre. Vertebrae from: the networks, or the column "
-          "(canal path and evidence numbering, used where the networks' detections are not on the column). "
-          "\"Trained on\": a case the shipped networks were trained on. The column path and its numbering were "
-          "developed on all of these cases (no training, but their thresholds were chosen looking at them): "
-          "development figures, not an independent test.", "",
-          "| case | grid | complete | identified | wrong | outside | distance (mm) | predicted | numbered by |"
+    intro = ("A prediction is correct inside the mask of the vertebra it names; complete = not cut by the field of "
+             "view; distance from correct predictions to the body centre. Vertebrae from: the networks, or the column "
+             "(canal path and evidence numbering, used where the networks' detections are not on the column). "
+             "\"Trained on\": a case the shipped networks were trained on. The column path and its numbering were "
+             "developed on all of these cases (no training, but their thresholds were chosen looking at them): "
+             "development figures, not an independent test.")
+    md = ["| case | grid | complete | identified | wrong | outside | distance (mm) | predicted | numbered by |"
           " from | same labels as native (within 1) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         for grid, s in r["grids"].items():
@@ -142,7 +137,8 @@ def main() -> int:
         rate = "-" if t["id_rate"] is None else f"{t['identified']} ({100 * t['id_rate']:.0f} %)"
         dist = "-" if t["distance_mean_mm"] is None else f"{t['distance_mean_mm']:.1f}"
         md.append(f"| {grid} | {t['complete']} | {rate} | {t['wrong']} | {t['outside']} | {dist} |")
-    (out / "vertebrae_real_ct.md").write_text("\n".join(md) + "\n", encoding="utf-8")
+    write_report(a.output, "vertebrae_real_ct", report, "Vertebra labelling on real CT, scored by the masks", intro,
+                 md)
     print("\n".join(md))
     return 0
 

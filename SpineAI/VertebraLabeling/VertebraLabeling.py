@@ -68,11 +68,7 @@ class VertebraLabelingWidget(SpineAICommon.TaskWidgetMixin, ScriptedLoadableModu
         nodes, result = self.logic.readResult(self._workDir, self._taskVolume)
         self.ui.pointsSelector.setCurrentNode(nodes["centroids"])
         found = result.names()
-        words = {"C1": "the skull above C1", "ribs": "the ribs", "S1": "the pelvis at S1", "L5": "the pelvis below L5"}
-        if result.numbering:
-            numbered = ", ".join(words.get(a, a) for a in result.numbering.split("+"))
-        else:
-            numbered = "the spacing of the vertebrae alone" if result.source == "column" else "the network alone"
+        numbered = result.numbered_by
         self.ui.statusLabel.text = (f"{len(found)} vertebrae: {' '.join(found)} (numbered by {numbered})" if found
                                     else "No vertebrae found.")
         if result.warnings:

@@ -292,17 +292,10 @@ class Piece:
 
 @dataclass
 class Column:
-    """The column found in a CT: the canal's path, its pieces feet first, the canal line per
-    axial slice and the line's score (summed evidence)."""
+    """The column found in a CT: the canal's path and its pieces, feet first."""
 
     path: Path
     pieces: list[Piece] = field(default_factory=list)
-    line: np.ndarray | None = None
-    score: float = 0.0
-
-    @property
-    def length_mm(self) -> float:
-        return float(len(self.path.points) * self.path.step_mm)
 
 
 def find_column(hu: np.ndarray, reference: Image, min_score: float = 3.0) -> Column | None:
@@ -330,7 +323,7 @@ def find_column(hu: np.ndarray, reference: Image, min_score: float = 3.0) -> Col
         found = body_centre(hu, reference, path, a, b)
         if found is not None:
             pieces.append(Piece(a, b, found[0], found[1]))
-    return Column(path, pieces, line, score)
+    return Column(path, pieces)
 
 
 def column_segments(hu: np.ndarray, reference: Image, path: Path, pieces: list[Piece], labels: list[int | None],

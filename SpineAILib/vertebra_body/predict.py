@@ -139,17 +139,29 @@ def cut_at_neighbours(region: np.ndarray, record, label: int | None, centroids: 
         return region
     i = order.index(label)
     own = np.asarray(centroids[label], float)
-    idx = np.argwhere(region)
-    if not len(idx):
-        return region
-    pts = np.asarray(record.origin) + idx[:, ::-1] * record.spacing  # crop grid: identity direction
-    keep = np.ones(len(idx), bool)
+    sides = []
     for j in (i - 1, i + 1):
         if 0 <= j < len(order):
             other = np.asarray(centroids[order[j]], float)
             if np.linalg.norm(other - own) > 80.0:  # not an adjacent level (a gap in the labels)
                 continue
-            keep &= (pts - 0.5 * (own + other)) @ (other - own) < 0
+            sides.append((0.5 * (own + other), other - own))
+    return keep_below_planes(region, record, sides, strict=True)
+
+
+def keep_below_planes(region: np.ndarray, record, planes: list[tuple[np.ndarray, np.ndarray]],
+                      strict: bool = False) -> np.ndarray:
+    """The crop-grid region less what lies beyond any of ``planes`` ((point, normal), LPS mm:
+    kept where (x - point) . normal <= 0, or < 0 with ``strict``), then its part connected to
+    the click."""
+    idx = np.argwhere(region)
+    if not len(idx):
+        return region
+    pts = np.asarray(record.origin) + idx[:, ::-1] * record.spacing  # crop grid: identity direction
+    keep = np.ones(len(idx), bool)
+    for point, normal in planes:
+        side = (pts - np.asarray(point, float)) @ np.asarray(normal, float)
+        keep &= side < 0 if strict else side <= 0
     out = np.zeros_like(region)
     out[tuple(idx[keep].T)] = True
     return region_at_click(out.astype(np.float32), 0.5) if out.any() else out
@@ -221,18 +233,11 @@ def disc_planes(image: Image, point_lps: np.ndarray, half_size_mm: tuple[float, 
 def cut_at_planes(region: np.ndarray, record, planes: DiscPlanes | None) -> np.ndarray:
     """The crop-grid region less what lies beyond the disc planes (below the lower, above the
     upper), then its part connected to the click."""
-    if planes is None or not region.any():
+    if planes is None:
         return region
-    idx = np.argwhere(region)
-    pts = np.asarray(record.origin) + idx[:, ::-1] * record.spacing  # crop grid: identity direction
-    keep = np.ones(len(idx), bool)
-    if planes.lower is not None:
-        keep &= (pts - planes.lower[0]) @ planes.lower[1] >= 0.0
-    if planes.upper is not None:
-        keep &= (pts - planes.upper[0]) @ planes.upper[1] <= 0.0
-    out = np.zeros_like(region)
-    out[tuple(idx[keep].T)] = True
-    return region_at_click(out.astype(np.float32), 0.5) if out.any() else out
+    sides = [] if planes.lower is None else [(planes.lower[0], -planes.lower[1])]
+    sides += [] if planes.upper is None else [planes.upper]
+    return keep_below_planes(region, record, sides)
 
 
 def touches_border(mask: np.ndarray) -> bool:
@@ -282,8 +287,9 @@ def segment(image: Image | str | os.PathLike, point, space: str = "RAS", centroi
     prob = predict_crop(crop.array, rec, net, dev)
     name, label = name_for(p, centroids, index)
     region = cut_at_neighbours(region_at_click(prob), rec, label, centroids)
-    # without labelled neighbours, the discs the image shows bound the body
-    planes = None if label is not None and si_axis_from(label, centroids) is not None else disc_planes(img, p)
+    # without labelled neighbours, the discs the image shows bound the body (and give the axis)
+    axis = si_axis_from(label, centroids)
+    planes = disc_planes(img, p) if axis is None else None
     region = cut_at_planes(region, rec, planes)
     if region.sum() < 500:  # < 0.5 ml: nothing body-like at the click
         raise InputError(f"No vertebral body found at the point (RAS {lps_to_ras(p).round(1).tolist()} mm): click "
@@ -294,9 +300,7 @@ def segment(image: Image | str | os.PathLike, point, space: str = "RAS", centroi
     mask[box] = box_values >= 0.5
     # heights from the probability inside the region (sub-voxel), their ends refined on the CT's
     # endplate edges (the network rounds deformed endplates); volume from the voxels
-    axis = si_axis_from(label, centroids)
-    m = measure_heights(crop.with_array(kept.astype(np.float32)), axis if axis is not None or planes is None
-                        else planes.axis, hu=crop,
+    m = measure_heights(crop.with_array(kept.astype(np.float32)), axis if planes is None else planes.axis, hu=crop,
                         edge_bias_mm=EDGE_BIAS_MM)
     heights = {k: m[f"{k}_height_mm"] for k in ("anterior", "middle", "posterior")}
     g, warnings = grade_heights(heights, m["edges_found"], neighbour_posterior_mm)

@@ -231,10 +231,3 @@ def number_column(hu: np.ndarray, reference: Image, column: Column) -> Numbering
     if not anchors:
         notes.append("No skull, rib or pelvis in view: the levels come from the vertebrae's spacing alone.")
     return Numbering(pieces, result.labels, result.margins, anchors, notes)
-
-
-def label_names(labels: list[int | None]) -> list[str]:
-    return [anatomy.vertebra_name(v) if v is not None else "-" for v in labels]
-
-
-__all__ = ["Numbering", "number_column", "rib_emission", "skull_above", "atlas_axis_split", "LEVEL_NAMES"]

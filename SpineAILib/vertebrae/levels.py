@@ -66,19 +66,6 @@ class LevelModel:
     scale_sd: float
     source: dict = field(default_factory=dict)
 
-    def to_dict(self) -> dict:
-        return {"levels": LEVEL_NAMES, "gap_mm": [round(float(np.exp(v)), 3) for v in self.log_gap],
-                "log_gap": [round(float(v), 5) for v in self.log_gap],
-                "log_sd": [round(float(v), 5) for v in self.log_sd], "scale_sd": round(float(self.scale_sd), 5),
-                "source": self.source}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> LevelModel:
-        if data.get("levels") != LEVEL_NAMES:
-            raise InputError("The level model's levels do not match C1..L5, S1.")
-        return cls(np.asarray(data["log_gap"], float), np.asarray(data["log_sd"], float), float(data["scale_sd"]),
-                   dict(data.get("source", {})))
-
 
 MODEL_NAME = "vertebra_levels"
 

@@ -86,6 +86,13 @@ class VertebraResult:
     def found(self) -> bool:
         return bool(self.centroids)
 
+    @property
+    def numbered_by(self) -> str:
+        """What numbered the vertebrae, in words ("the skull above C1, the ribs")."""
+        if self.numbering:
+            return ", ".join(ANCHOR_WORDS.get(a, a) for a in self.numbering.split("+"))
+        return "the spacing of the vertebrae alone" if self.source == "column" else "the network alone"
+
     def names(self) -> list[str]:
         return [anatomy.vertebra_name(lab) for lab in self.ordered_labels()]
 
@@ -381,6 +388,7 @@ def networks_agree(column: Column | None, centroids: dict[int, np.ndarray], radi
     return float(np.mean(near)) >= min_near and len(inside) >= min(3.0, min_found * len(column.pieces))
 
 
+ANCHOR_WORDS = {"C1": "the skull above C1", "ribs": "the ribs", "S1": "the pelvis at S1", "L5": "the pelvis below L5"}
 NETWORK_DISAGREEMENT = ("The image ({by}) numbers the vertebrae {levels:+.1f} levels from what the identification "
                         "network reads; the labels follow the image, but the two disagree (the confidences are "
                         "halved): check them.")
@@ -458,9 +466,8 @@ def fuse_column(column: Column, hu: np.ndarray, reference: Image, index: np.ndar
     if cents and by is None:
         warnings.append(SPACING_ONLY_WARNING)
     elif cents and doubt < 1.0:
-        words = {"C1": "the skull above C1", "ribs": "the ribs", "S1": "the pelvis at S1"}
         warnings.append(NETWORK_DISAGREEMENT.format(levels=disagreement,
-                                                    by=", ".join(words[a] for a in numbering.anchors)))
+                                                    by=", ".join(ANCHOR_WORDS[a] for a in numbering.anchors)))
     kept = [m for m, lab in zip(numbering.margins, numbering.labels, strict=True) if lab is not None]
     if cents and by is not None and kept and min(kept) < 1.5:
         names = ", ".join(anatomy.vertebra_name(v) for v in anatomy.ORDER if v in cents)
@@ -470,7 +477,6 @@ def fuse_column(column: Column, hu: np.ndarray, reference: Image, index: np.ndar
     if details is not None:
         details["numbering"] = by
         details["disagreement"] = disagreement
-        details["source"] = "column"
     return cents, conf, voted, warnings
 
 
@@ -506,9 +512,11 @@ def locate(image: Image | str | os.PathLike, device: str = "auto", models_dir=No
     t = time.perf_counter()
     canon, record = prepare(img, spacing)
     seconds["prepare"] = time.perf_counter() - t
-    t = time.perf_counter()
-    column = find_column(canon.array, canon)  # the canal and the bodies in front of it, from the image alone
-    seconds["column"] = time.perf_counter() - t
+    column = None
+    if fusion == "discs":  # only this fusion is checked against the column
+        t = time.perf_counter()
+        column = find_column(canon.array, canon)  # the canal and the bodies in front of it, from the image alone
+        seconds["column"] = time.perf_counter() - t
     if progress:
         progress(0.05, "resampled")
     t = time.perf_counter()
@@ -524,7 +532,7 @@ def locate(image: Image | str | os.PathLike, device: str = "auto", models_dir=No
     cents, conf, voted = fuse(prob, index, canon, mode=fusion, hu=canon.array, details=details)
     seconds["fusion"] = time.perf_counter() - t
     column_warnings = None
-    if column is not None and fusion == "discs":
+    if column is not None:
         t = time.perf_counter()
         numbering = number_column(canon.array, canon, column)
         # the column's bodies, numbered from the image, where the networks' vertebrae are not the
