@@ -24,7 +24,7 @@ from SpineAILib.ctcolumn.canal import (
 from SpineAILib.ctcolumn.path import Path
 from SpineAILib.io import Image
 from SpineAILib.vertebrae import levels as lv
-from SpineAILib.vertebrae.evidence import depth_emission, rib_emission, skull_above
+from SpineAILib.vertebrae.evidence import depth_emission, rib_emission, skull_above, skull_bottom
 from SpineAILib.vertebrae.predict import networks_agree
 
 T = anatomy.vertebra_label
@@ -73,9 +73,24 @@ def test_merge_short_and_split_long_pieces():
     for c in (20, 40, 80, 100):
         prof[c - 2:c + 2] = 100.0
     prof[59:63] = 200.0  # the disc at 60 too faint to be cut
-    split = split_long_pieces([0, 20, 40, 80, 100, 140], prof)
-    assert len(split) == 7 and split[:3] == [0, 20, 40] and 59 <= split[3] <= 62 and split[4:] == [80, 100, 140]
+    split = split_long_pieces([0, 20, 40, 80, 100, 130], prof)
+    assert len(split) == 7 and split[:3] == [0, 20, 40] and 59 <= split[3] <= 62 and split[4:] == [80, 100, 130]
     assert split_long_pieces([0, 20, 40, 60, 80], prof) == [0, 20, 40, 60, 80]
+    # an end piece (the field of view's edge) is cut one median at a time from its inner end,
+    # at the disc the profile shows there, while 0.4 of a median remains for the partial rest
+    prof = np.full(161, 300.0)
+    for c in (20, 40, 60, 80, 100, 123):
+        prof[c - 2:c + 2] = 100.0
+    prof[121:125] = 150.0  # a faint disc 23 samples above the last cut one
+    split = split_long_pieces([0, 20, 40, 60, 80, 100, 160], prof)
+    assert split[:6] == [0, 20, 40, 60, 80, 100] and 121 <= split[6] <= 124 and split[-1] == 160
+    assert len(split) == 9 and abs(split[7] - (split[6] + 20)) <= 5  # then a nominal one; 16 left for the rest
+    assert split_long_pieces([0, 20, 40, 60, 80, 100, 127], prof)[-2:] == [100, 127]  # 1.35 medians: left
+    feet = np.full(105, 300.0)
+    for c in (24, 44, 64, 84):
+        feet[c - 2:c + 2] = 100.0
+    split = split_long_pieces([0, 44, 64, 84, 104], feet)  # the feet end likewise (dip over 22-25)
+    assert len(split) == 6 and 22 <= split[1] <= 25 and split[2:] == [44, 64, 84, 104]
 
 
 def test_canal_line_follows_the_evidence_and_stops_where_it_ends():
@@ -167,6 +182,20 @@ def test_skull_above_the_column_top():
     hu[16:21, 10:50, 5:55] = np.where(np.random.default_rng(0).random((5, 40, 50)) < 0.5, 700.0, 40.0)  # skull base
     assert skull_above(hu, ref, top)
     assert not skull_above(hu, ref, ref.index_to_physical(np.array([30.0, 30.0, 29.0])))  # nothing above in view
+
+
+def test_skull_bottom_where_the_canal_runs_on_into_the_foramen_magnum():
+    ref = Image(np.zeros((40, 60, 60), np.float32), spacing=(2.0, 2.0, 2.0), origin=(5.0, -7.0, 11.0))
+    hu = np.full((40, 60, 60), 40.0)
+    hu[16:26, 10:50, 5:55] = np.where(np.random.default_rng(0).random((10, 40, 50)) < 0.5, 700.0, 40.0)
+    z = np.arange(0.0, 41.0, 1.0)  # the canal line, 1 mm steps, on to 40 mm above the origin: inside the skull
+    points = ref.index_to_physical(np.stack([np.full_like(z, 30.0), np.full_like(z, 30.0), z / 2.0], axis=1))
+    ones = np.ones((len(z), 1))
+    path = Path(points, ones * [0, 0, 1.0], ones * [1.0, 0, 0], ones * [0, -1.0, 0], 1.0)
+    k = skull_bottom(hu, ref, path)
+    assert 22.0 <= points[k, 2] - 11.0 < 32.0  # within 10 mm under the skull (32-50 mm above the origin)
+    assert skull_above(hu, ref, points[k]) and not skull_above(hu, ref, points[k - 1])
+    assert skull_bottom(np.full_like(hu, 40.0), ref, path) == len(z) - 1  # no skull: the top
 
 
 def _chain(names: list[str], model: lv.LevelModel, scale: float = 1.0) -> np.ndarray:
@@ -305,3 +334,19 @@ def test_level_fit_command_says_what_folder_it_needs(tmp_path, capsys):
         lv.main(["--data", str(tmp_path)])
     assert exc.value.code == 2
     assert "KeypointGroundTruthNoSacrum" in capsys.readouterr().err
+
+
+def test_profile_cuts_leave_the_wide_dark_core_of_a_porotic_body():
+    # bright endplates blurred with thin discs (peaks every 25 samples) around dark cores; one
+    # core narrows to a V deep enough for the closing, but at half depth it is 15 samples wide
+    # (a disc's dip: 3-8): no disc there, the discs stay at the peaks
+    x = np.arange(200, dtype=float)
+    prof = 120.0 + sum(130.0 * np.exp(-0.5 * ((x - d) / 3.0) ** 2) for d in range(0, 226, 25))
+    prof -= np.clip(90.0 * (1.0 - np.abs(x - 112.5) / 8.0), 0.0, None)
+    cuts = profile_cuts(prof)
+    assert len(cuts) >= 6 and all(min(abs(c - d) for d in range(0, 226, 25)) <= 1 for c in cuts)
+    assert profile_cuts(prof, max_width_mm=30.0) != cuts  # without the width test the core is cut
+    # a dip as deep but narrow (a disc of dense bone): cut
+    narrow = np.full(200, 300.0)
+    narrow[98:103] = 150.0
+    assert any(abs(c - 100) <= 1 for c in profile_cuts(narrow))

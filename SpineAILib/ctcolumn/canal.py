@@ -133,17 +133,20 @@ def canal_line(evidence: np.ndarray, cost: float = 0.15, step_penalty: float = 0
 
 
 def profile_cuts(profile: np.ndarray, step_mm: float = 1.0, narrow_mm: float = 10.0, narrow_hu: float = 45.0,
-                 broad_hu: float = 15.0, min_gap_mm: float = 8.0) -> list[int]:
+                 broad_hu: float = 15.0, min_gap_mm: float = 8.0, max_width_mm: float = 10.0) -> list[int]:
     """Disc positions (sample indices) along a body profile (HU every ``step_mm`` along the
     column, feet first).
 
     A disc shows either as a dip narrower than ``narrow_mm`` (what a grey closing of that width
-    fills: lumbar discs, any disc of dense young bone) at least ``narrow_hu`` deep, or, where the
-    bodies' cancellous cores are darker than their endplates, as the brightest point between two
-    broad valleys (minima of the closed profile, prominence ``broad_hu``; thin thoracic discs
-    blurred with their endplates at 2-3 mm slices) with no such dip between them."""
+    fills: lumbar discs, any disc of dense young bone) at least ``narrow_hu`` deep and at most
+    ``max_width_mm`` wide at half its prominence, or, where the bodies' cancellous cores are
+    darker than their endplates, as the brightest point between two broad valleys (minima of the
+    closed profile, prominence ``broad_hu``; thin thoracic discs blurred with their endplates at
+    2-3 mm slices) with no such dip between them. The width test keeps out the dark core of an
+    osteoporotic body, whose V-shaped valley the closing also marks: at half depth it is 10-27 mm
+    wide on the real CTs here, a disc 3-8.5 mm."""
     from scipy import ndimage
-    from scipy.signal import find_peaks
+    from scipy.signal import find_peaks, peak_widths
 
     p = ndimage.gaussian_filter1d(np.asarray(profile, float), 1.0 / step_mm)
     if len(p) < 3:
@@ -151,6 +154,8 @@ def profile_cuts(profile: np.ndarray, step_mm: float = 1.0, narrow_mm: float = 1
     closed = ndimage.grey_closing(p, size=int(round(narrow_mm / step_mm)) + 1)
     gap = max(1, int(round(min_gap_mm / step_mm)))
     narrow, _ = find_peaks(closed - p, height=narrow_hu, distance=gap)
+    if len(narrow):
+        narrow = narrow[peak_widths(-p, narrow, rel_height=0.5)[0] * step_mm <= max_width_mm]
     broad, _ = find_peaks(-closed, prominence=broad_hu, distance=gap)
     cuts = [int(c) for c in narrow]
     for a, b in zip(broad[:-1], broad[1:], strict=True):
@@ -161,27 +166,44 @@ def profile_cuts(profile: np.ndarray, step_mm: float = 1.0, narrow_mm: float = 1
 
 def split_long_pieces(bounds: list[int], profile: np.ndarray, step_mm: float = 1.0, factor: float = 1.6,
                       narrow_mm: float = 10.0) -> list[int]:
-    """``bounds`` with each interior piece at least ``factor`` times longer than the median of
-    the (up to) four pieces around it cut where a disc was missed: into as many parts as that
-    median fits, each cut at the deepest narrow dip (closed minus profile) within a quarter of
-    the median of the even split (a missed disc; the field of view's end pieces are left)."""
+    """``bounds`` with each piece at least ``factor`` times longer than the median of the (up
+    to) four pieces around it cut where a disc was missed, each cut at the deepest narrow dip
+    (closed minus profile) within a quarter of that median of its nominal place. An interior
+    piece is split into as many parts as the median fits (nominal cuts evenly spaced). A piece
+    at an end of the column (the field of view's edge, or where the canal was lost), judged
+    only with two or more pieces beside it, is cut one median at a time from its inner end
+    while at least 0.4 of a median remains: its far part is partial (cut by the field of view),
+    so an even split would not fit (the lower neck of a neck CT: C6, C7 and part of T1 in one
+    piece where the shoulders hide the discs)."""
     from scipy import ndimage
 
     p = ndimage.gaussian_filter1d(np.asarray(profile, float), 1.0 / step_mm)
     dip = ndimage.grey_closing(p, size=int(round(narrow_mm / step_mm)) + 1) - p
     b = [int(v) for v in bounds]
     lengths = np.diff(b)
+    last = len(lengths) - 1
+
+    def cut_near(nominal: float, ref: float) -> int:
+        lo, hi = max(0, int(nominal - ref / 4)), min(len(dip), int(nominal + ref / 4) + 1)
+        return lo + int(np.argmax(dip[lo:hi]))
+
     out = [b[0]]
     for i in range(len(lengths)):
         around = [lengths[j] for j in range(max(0, i - 2), min(len(lengths), i + 3)) if j != i]
         ref = float(np.median(around)) if around else 0.0
-        interior = 0 < i < len(lengths) - 1
-        if interior and ref > 0 and lengths[i] >= factor * ref:
+        if ref <= 0 or lengths[i] < factor * ref:
+            out.append(b[i + 1])
+            continue
+        if 0 < i < last:
             parts = max(2, int(round(lengths[i] / ref)))
-            for m in range(1, parts):
-                even = b[i] + m * lengths[i] / parts
-                lo, hi = int(even - ref / 4), int(even + ref / 4) + 1
-                out.append(lo + int(np.argmax(dip[lo:hi])))
+            out += [cut_near(b[i] + m * lengths[i] / parts, ref) for m in range(1, parts)]
+        elif len(around) >= 2 and last > 0:
+            cuts, inner, sign = [], (b[1] if i == 0 else b[i]), (-1 if i == 0 else 1)
+            outer = b[0] if i == 0 else b[i + 1]
+            while abs(outer - inner) >= 1.4 * ref:
+                inner = cut_near(inner + sign * ref, ref)
+                cuts.append(inner)
+            out += sorted(cuts)
         out.append(b[i + 1])
     return out
 

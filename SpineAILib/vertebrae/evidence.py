@@ -11,8 +11,9 @@ Evidence per vertebra (log-likelihoods per level; 0 = no opinion):
   vertebrae joined to the ilia are S1 (or the sacrum below it); a vertebra not joined to them is
   not S1;
 * **skull** (:func:`skull_above`): where the column ends under the skull, its top is C1 and C2
-  (one bone along the canal: the top 18 mm are C1's, the rest down to the next disc at least
-  25 mm lower C2's; :func:`atlas_axis_split`).
+  (one bone along the canal: the 18 mm below the skull's bottom (:func:`skull_bottom`; the canal
+  line runs on into the foramen magnum) are C1's, the rest down to the next disc at least 12 mm
+  lower C2's; :func:`atlas_axis_split`).
 
 Where the anchors (ribs, pelvis, skull) and the spacing leave two numberings close, the margin
 is small; the caller warns and lowers the confidence.
@@ -26,6 +27,7 @@ import numpy as np
 
 from SpineAILib import anatomy
 from SpineAILib.ctcolumn.canal import Column, Piece, body_centre
+from SpineAILib.ctcolumn.path import Path
 from SpineAILib.io.image import Image
 from SpineAILib.vertebrae.column import axis_offsets
 from SpineAILib.vertebrae.labels import nominal_dimensions
@@ -34,8 +36,8 @@ from SpineAILib.vertebrae.sacrum import pelvis_at
 
 S1_STATE = level_index("S1")
 PELVIS_REACH_MM = 90.0  # the phantoms, which have no pelvis, reach at most 82 mm
-C1_MM = 18.0  # C1's share of the canal at the top of the column (its anterior arch and the dens tip)
-C2_MIN_MM = 25.0
+C1_MM = 18.0  # C1's share of the canal below the skull (its anterior arch and the dens tip)
+C2_MIN_MM = 12.0  # C2's body below C1's share: 14-20 mm down to the C2/C3 disc
 
 
 def skull_above(hu: np.ndarray, reference: Image, top: np.ndarray, min_fraction: float = 0.2,
@@ -56,11 +58,26 @@ def skull_above(hu: np.ndarray, reference: Image, top: np.ndarray, min_fraction:
     return bool(len(cols)) and float((cols[-1] - cols[0]) * reference.spacing[0]) >= min_width_mm
 
 
-def atlas_axis_split(hu: np.ndarray, reference: Image, column: Column) -> list[Piece]:
-    """The column's pieces (feet first) with its top re-cut as C1 over C2: the top ``C1_MM`` of
-    the path is C1, C2 reaches down to the first cut at least ``C2_MIN_MM`` below that."""
-    path = column.path
+def skull_bottom(hu: np.ndarray, reference: Image, path: Path, max_mm: float = 40.0) -> int:
+    """The index of the lowest sample of ``path`` (feet first) with the skull right above it
+    (:func:`skull_above`), walking down from the top at most ``max_mm``: the canal line runs on
+    into the foramen magnum (20-30 mm into the skull base on a real neck CT), so its top is not
+    C1. The top sample's index where the skull is not above it."""
     n = len(path.points)
+    k = n - 1
+    floor = max(0, n - 1 - int(round(max_mm / path.step_mm)))
+    while k > floor and skull_above(hu, reference, path.points[k - 1]):
+        k -= 1
+    return k
+
+
+def atlas_axis_split(hu: np.ndarray, reference: Image, column: Column, top: int | None = None) -> list[Piece]:
+    """The column's pieces (feet first) with its top re-cut as C1 over C2: the ``C1_MM`` of the
+    path below ``top`` (a path index: where the skull ends, :func:`skull_bottom`; default the
+    path's top) are C1, C2 reaches down to the first cut at least ``C2_MIN_MM`` below that.
+    Pieces above ``top`` (inside the skull base) are dropped."""
+    path = column.path
+    n = len(path.points) if top is None else top + 1
     c1_start = max(0, n - int(round(C1_MM / path.step_mm)))
     c2_floor = c1_start - int(round(C2_MIN_MM / path.step_mm))
     below = [p for p in column.pieces if p.stop <= c2_floor + 1]
@@ -179,7 +196,7 @@ def number_column(hu: np.ndarray, reference: Image, column: Column) -> Numbering
     notes: list[str] = []
     skull = skull_above(hu, reference, path.points[-1])
     if skull:
-        pieces = atlas_axis_split(hu, reference, column)
+        pieces = atlas_axis_split(hu, reference, column, skull_bottom(hu, reference, path))
         anchors.append("C1")
     pieces = pieces[::-1]  # head first from here on
     n = len(pieces)
