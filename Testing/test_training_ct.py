@@ -131,3 +131,17 @@ def test_resume_restores_model_optimizer_and_schedule(tmp_path):
     torch.testing.assert_close(net2.weight, net.weight)
     assert opt2.state_dict()["state"][0]["step"] == opt.state_dict()["state"][0]["step"]
     assert sched2.last_epoch == 3 and opt2.param_groups[0]["lr"] == pytest.approx(opt.param_groups[0]["lr"])
+
+
+def test_fracture_training_takes_real_cts_as_normal_bodies(data_dir, tmp_path):
+    from SpineAILib.errors import InputError
+    from SpineAILib.vertebra_body.train_fracture import _real_arrays, real_cases
+
+    with pytest.raises(InputError, match="no_such_case"):
+        real_cases("tptbox_crop,no_such_case", str(data_dir))
+    (case,) = real_cases("tptbox_crop", str(data_dir))
+    arrays = _real_arrays(case, tmp_path)
+    assert arrays["x"].shape == arrays["y"].shape
+    assert set(np.unique(arrays["y"]).tolist()) == {0, 1}  # its vertebrae as normal bodies, no fracture class
+    assert (arrays["y"] == 1).sum() > 1000  # 3 bodies of about 20 ml at 2 mm voxels (8 mm^3): >= 2500 voxels
+    assert (tmp_path / "real_tptbox_crop.npz").is_file()  # cached for the next run

@@ -91,6 +91,7 @@ def test_merge_short_and_split_long_pieces():
         feet[c - 2:c + 2] = 100.0
     split = split_long_pieces([0, 44, 64, 84, 104], feet)  # the feet end likewise (dip over 22-25)
     assert len(split) == 6 and 22 <= split[1] <= 25 and split[2:] == [44, 64, 84, 104]
+    assert split_long_pieces([0, 1, 2, 3, 10], np.zeros(11)) == [0, 1, 2, 3, 10]  # 1-sample medians: ends
 
 
 def test_canal_line_follows_the_evidence_and_stops_where_it_ends():

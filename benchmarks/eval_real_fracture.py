@@ -7,7 +7,7 @@ sagittal views show no collapsed body), so every one is presumed normal: the cla
 score them low, and a "fracture" status or a grade other than normal is a false positive. The
 shipped classifier was trained on phantoms only.
 
-    python benchmarks/eval_real_fracture.py [--cases a,b] [--no-genant]
+    python benchmarks/eval_real_fracture.py [--cases a,b] [--no-genant] [--models-dir DIR]
 
 Writes docs/benchmarks/fracture_real/fracture_real.json and .md and prints the table.
 """
@@ -36,6 +36,7 @@ def main() -> int:
                                                                         "shared" / "data")))
     p.add_argument("--cases", default="", help="comma-separated case names (default: all with masks)")
     p.add_argument("--no-genant", action="store_true", help="the classifier only (no body segmentation)")
+    p.add_argument("--models-dir", default=None, help="a folder with another fracture_classifier card and weights")
     p.add_argument("--output", default=str(DOCS / "fracture_real"))
     a = p.parse_args()
     with warnings.catch_warnings():
@@ -46,7 +47,8 @@ def main() -> int:
     rows = []
     for case in cases:
         t = time.perf_counter()
-        r = assess_fractures(case.image, case.centroids, device="cpu", genant=not a.no_genant)
+        r = assess_fractures(case.image, case.centroids, device="cpu", models_dir=a.models_dir,
+                             genant=not a.no_genant)
         secs = time.perf_counter() - t
         for v in r.vertebrae:
             rows.append({"case": case.name, "vertebra": v.name, "complete": v.label not in case.partial,

@@ -201,7 +201,10 @@ def split_long_pieces(bounds: list[int], profile: np.ndarray, step_mm: float = 1
             cuts, inner, sign = [], (b[1] if i == 0 else b[i]), (-1 if i == 0 else 1)
             outer = b[0] if i == 0 else b[i + 1]
             while abs(outer - inner) >= 1.4 * ref:
-                inner = cut_near(inner + sign * ref, ref)
+                cut = cut_near(inner + sign * ref, ref)
+                if (cut - inner) * sign <= 0:  # no progress (a median under 2 samples)
+                    break
+                inner = cut
                 cuts.append(inner)
             out += sorted(cuts)
         out.append(b[i + 1])

@@ -75,6 +75,15 @@ def export_model(kind: str, run: str, models_dir: Path, metrics: dict) -> Path:
                   "augmentation": "left-right and head-feet flips, intensity noise", "seed": cfg.get("seed"),
                   "hardware": "2-core CPU", "split": "held-out phantoms use seeds 7000+"},
         metrics=metrics, description="Dual-pathway 3D voxel classifier (Nicolaes et al.).")
+    if cfg.get("real"):  # real CTs joined the phantoms: their vertebrae as normal bodies
+        card.training["real_ct"] = {
+            "cases": [c for c in str(cfg["real"]).split(",") if c],
+            "targets": "every vertebra of the masks normal (ellipsoid at the mask's body centre); none of these CTs "
+                       "shows a fractured body",
+            "sampling": f"each listed {cfg.get('real_repeat')} times among the phantoms",
+            "held_out": "the other real CTs of the shared data (benchmarks/eval_real_fracture.py)"}
+    if summ.get("initialised_from"):  # a fine-tuning run: what it started from, recorded at training
+        card.training["initialised_from"] = summ["initialised_from"]
     return publish(run_p / "models" / "fracture_classifier.pt", card, models_dir)
 
 

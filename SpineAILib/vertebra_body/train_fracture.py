@@ -8,7 +8,9 @@ of 10-50 %, lesions, noise), acquired at a random 1-2 mm spacing and resampled t
 working grid exactly as at inference. Targets from the centroids (``data.body_ellipsoids``,
 flattened for fractured bodies). Samples: output blocks of 9^3 voxels (normal input 25^3, low
 input 19^3 on the 3x subsampled volume), centred on fractured bodies (1/3), normal bodies (1/3)
-or anywhere (1/3); flips and intensity noise; cross entropy; RMSprop, as in the paper.
+or anywhere (1/3); flips and intensity noise; cross entropy; RMSprop, as in the paper. With ``--real``, real CTs
+with vertebra masks join the phantoms (their vertebrae as normal bodies) and ``--init`` starts
+from trained weights (fine-tuning).
 """
 
 from __future__ import annotations
@@ -47,6 +49,12 @@ class FractureTrainConfig:
     seed: int = option(0, "random seed")
     device: str = option("auto", "auto, cpu, cuda, cuda:N or mps")
     threads: int = option(0, "CPU threads (0: every core)")
+    real: str = option("", "real CTs of $SPINEAI_DATA/ct with vertebra masks (comma-separated case names): their "
+                           "vertebrae as normal bodies")
+    real_repeat: int = option(4, "how many times each real CT is listed among the phantoms (sampling weight)")
+    init: str = option("", "start from this model's weights (a card name or folder, e.g. fracture_classifier): "
+                           "fine-tuning")
+    data: str = option("", "shared data folder (default: $SPINEAI_DATA or ../shared/data)")
 
 
 def fracture_phantom(seed: int, spacing=None):
@@ -87,6 +95,39 @@ def _case_arrays(seed: int, cache: Path) -> dict:
         return {"x": z["x"].astype(np.float32), "y": z["y"]}
 
 
+def _real_arrays(case, cache: Path) -> dict:
+    """A real CT on the working grid with every vertebra of its masks as a normal body (the
+    ellipsoid at the mask's body centre, as for the phantoms). None of the real CTs here shows
+    a fractured body: they teach the classifier real bone's appearance as normal."""
+    p = cache / f"real_{case.name}.npz"
+    if not p.is_file():
+        canon, _ = resample_to_canonical(case.image, SPACING, "linear", default_value=-1000.0)
+        target = body_ellipsoids(canon, case.centroids, {})
+        np.savez_compressed(p, x=scale_hu(canon.array).astype(np.float16), y=target)
+    with np.load(p) as z:
+        return {"x": z["x"].astype(np.float32), "y": z["y"]}
+
+
+def real_cases(names: str, data: str = "") -> list:
+    """The named real CTs (``SpineAILib.training.real_ct.shared_ct_cases``) with their centroids;
+    InputError naming the ones that are not there."""
+    import os
+    import warnings
+
+    from SpineAILib.errors import InputError
+    from SpineAILib.training.real_ct import shared_ct_cases
+
+    wanted = [n for n in names.split(",") if n]
+    root = data or os.environ.get("SPINEAI_DATA", str(Path(__file__).resolve().parents[3] / "shared" / "data"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TotalSegmentator files' orthonormalisation note
+        cases = {c.name: c for c in shared_ct_cases(root) if c.name in wanted and c.centroids}
+    missing = [n for n in wanted if n not in cases]
+    if missing:
+        raise InputError(f"Real CT cases not found (or without vertebra masks) in {root}/ct: {', '.join(missing)}.")
+    return [cases[n] for n in wanted]
+
+
 def fracture_batch(cases, rng, batch: int):
     na, nb, ys = [], [], []
     while len(ys) < batch:
@@ -123,8 +164,11 @@ def train(cfg: FractureTrainConfig, log=print) -> dict:
     save_config(cfg, out / "config.json")
     t0 = time.time()
     cases = [_case_arrays(cfg.phantom_seed + i, out / "cache") for i in range(cfg.phantoms)]
-    counts = np.sum([np.bincount(c["y"].ravel(), minlength=3) for c in cases], 0)
-    log(f"{len(cases)} phantoms ready ({time.time() - t0:.0f} s); voxels per class {counts.tolist()}")
+    real = [_real_arrays(c, out / "cache") for c in real_cases(cfg.real, cfg.data)] if cfg.real else []
+    counts = np.sum([np.bincount(c["y"].ravel(), minlength=3) for c in cases + real], 0)
+    cases += real * max(1, cfg.real_repeat)
+    log(f"{cfg.phantoms} phantoms and {len(real)} real CTs ready ({time.time() - t0:.0f} s); voxels per class "
+        f"{counts.tolist()}")
 
     def step(net, _, rng, device):
         a, b, y = (torch.as_tensor(v).to(device) for v in fracture_batch(cases, rng, cfg.batch))
@@ -133,11 +177,24 @@ def train(cfg: FractureTrainConfig, log=print) -> dict:
     spec = LoopSpec(output=cfg.output, steps=cfg.steps, torch_seed=cfg.seed, rng_seed=cfg.seed, device=cfg.device,
                     threads=cfg.threads, log_every=50, checkpoint_every=250,
                     final_weights="models/fracture_classifier.pt")
-    result = run_training(spec, lambda: build_network("spineai.DualPathway3D"),
+    def build():
+        if not cfg.init:
+            return build_network("spineai.DualPathway3D")
+        from SpineAILib.models import load_model
+
+        return load_model(cfg.init)[0].train()
+
+    result = run_training(spec, build,
                           lambda net: torch.optim.RMSprop(net.parameters(), lr=cfg.lr), step,
                           step_decay((0.6, 0.85), 0.3), log=log)
     summary = {"config": asdict(cfg), "steps": cfg.steps, "seconds": result.seconds,
                "device": str(result.device), "class_voxels": counts.tolist()}
+    if cfg.init:  # what the fine-tuning started from (the card may be replaced by this run's export)
+        from SpineAILib.models import load_card
+
+        base = load_card(cfg.init)
+        summary["initialised_from"] = {"model": base.name, "sha256": base.sha256,
+                                       "steps": base.training.get("steps"), "data": base.training.get("data")}
     (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return summary
 
