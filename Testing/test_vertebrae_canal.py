@@ -25,7 +25,7 @@ from SpineAILib.ctcolumn.path import Path
 from SpineAILib.io import Image
 from SpineAILib.vertebrae import levels as lv
 from SpineAILib.vertebrae.evidence import depth_emission, rib_emission, skull_above, skull_bottom
-from SpineAILib.vertebrae.predict import networks_agree
+from SpineAILib.vertebrae.predict import networks_agree, uncertain_warning
 
 T = anatomy.vertebra_label
 
@@ -351,3 +351,12 @@ def test_profile_cuts_leave_the_wide_dark_core_of_a_porotic_body():
     narrow = np.full(200, 300.0)
     narrow[98:103] = 150.0
     assert any(abs(c - 100) <= 1 for c in profile_cuts(narrow))
+
+
+def test_uncertain_warning_names_only_the_doubtful_labels():
+    c1, c7, t1 = (anatomy.vertebra_label(n) for n in ("C1", "C7", "T1"))
+    assert uncertain_warning([c1, c7, t1], [5.0, 4.0, 2.0]) is None  # every margin clear
+    w = uncertain_warning([c1, c7, None, t1], [5.0, 4.0, 0.2, 1.1])  # a dropped piece is not named
+    assert w.startswith("The label of T1 is uncertain") and "C7" not in w and w.endswith("check it.")
+    w = uncertain_warning([t1, c7], [0.5, 1.0])
+    assert w.startswith("The labels of C7, T1 are uncertain") and w.endswith("check them.")  # head to feet

@@ -395,7 +395,21 @@ NETWORK_DISAGREEMENT = ("The image ({by}) numbers the vertebrae {levels:+.1f} le
 SPACING_ONLY_WARNING = ("Nothing in view fixed the numbering (no skull above the column, no ribs, no pelvis): the "
                         "labels come from the vertebrae's spacing and size alone and may be several levels off; check "
                         "them.")
-UNCERTAIN_WARNING = ("The numbering is uncertain (another numbering is nearly as likely: {names}); check the labels.")
+UNCERTAIN_WARNING = ("{the_labels} of {names} {are} uncertain (another numbering, usually one level up or down, is "
+                     "nearly as likely); check {them}.")
+UNCERTAIN_MARGIN = 1.5  # log-likelihood between a label's best numbering and the best with another label
+
+
+def uncertain_warning(labels: list[int | None], margins: list[float], margin: float = UNCERTAIN_MARGIN) -> str | None:
+    """The warning naming the vertebrae (head to feet) whose label's margin is under ``margin``
+    (pieces labelled None are dropped, not named), or None when every label is clear."""
+    doubtful = {lab for lab, m in zip(labels, margins, strict=True) if lab is not None and m < margin}
+    if not doubtful:
+        return None
+    names = [anatomy.vertebra_name(v) for v in anatomy.ORDER if v in doubtful]
+    one = len(names) == 1
+    return UNCERTAIN_WARNING.format(the_labels="The label" if one else "The labels", names=", ".join(names),
+                                    are="is" if one else "are", them="it" if one else "them")
 
 
 def network_segments(column: Column, hu: np.ndarray, reference: Image, centroids: dict[int, np.ndarray],
@@ -468,10 +482,9 @@ def fuse_column(column: Column, hu: np.ndarray, reference: Image, index: np.ndar
     elif cents and doubt < 1.0:
         warnings.append(NETWORK_DISAGREEMENT.format(levels=disagreement,
                                                     by=", ".join(ANCHOR_WORDS[a] for a in numbering.anchors)))
-    kept = [m for m, lab in zip(numbering.margins, numbering.labels, strict=True) if lab is not None]
-    if cents and by is not None and kept and min(kept) < 1.5:
-        names = ", ".join(anatomy.vertebra_name(v) for v in anatomy.ORDER if v in cents)
-        warnings.append(UNCERTAIN_WARNING.format(names=f"one level up or down from {names}"))
+    doubt_warning = uncertain_warning(numbering.labels, numbering.margins)
+    if cents and by is not None and doubt_warning:
+        warnings.append(doubt_warning)
     warnings += numbering.notes if by is not None else []
     voted = column_segments(hu, reference, column.path, numbering.pieces, numbering.labels)
     if details is not None:
