@@ -107,20 +107,24 @@ def canal_line(evidence: np.ndarray, cost: float = 0.15, step_penalty: float = 0
     value = np.zeros(evidence.shape, np.float32)
     came = np.zeros(evidence.shape + (2,), np.int8)
     start = np.zeros(evidence.shape, bool)
-    prev = np.zeros((ny, nx), np.float32)
+    m = max_step
+    pairs = [(dy, dx) for dy in range(-m, m + 1) for dx in range(-m, m + 1)]
+    steps = np.array(pairs, np.int8)
+    penalty = np.array([step_penalty * (dy * dy + dx * dx) for dy, dx in pairs], np.float32)[:, None, None]
+    padded = np.full((ny + 2 * m, nx + 2 * m), -np.inf, np.float32)
+    cand = np.empty((len(steps), ny, nx), np.float32)
     for z in range(nz):
-        best = np.full((ny, nx), -np.inf, np.float32)
-        arg = np.zeros((ny, nx, 2), np.int8)
-        for dy in range(-max_step, max_step + 1):
-            for dx in range(-max_step, max_step + 1):
-                cand = _shift(prev, dy, dx, -np.inf) - step_penalty * (dy * dy + dx * dx)
-                better = cand > best
-                best[better] = cand[better]
-                arg[better] = (dy, dx)
+        # every predecessor (y - dy, x - dx) of the previous slice at once; the first best step
+        # in (dy, dx) order wins a tie
+        for k, (dy, dx) in enumerate(pairs):
+            cand[k] = padded[m - dy:m - dy + ny, m - dx:m - dx + nx]
+        cand -= penalty
+        k_best = np.argmax(cand, axis=0)
+        best = np.take_along_axis(cand, k_best[None], axis=0)[0]
         value[z] = np.maximum(0.0, evidence[z] - cost + np.maximum(best, 0.0))
         start[z] = best <= 0.0
-        came[z] = arg
-        prev = value[z]
+        came[z] = steps[k_best]
+        padded[m:m + ny, m:m + nx] = value[z]
     z, y, x = np.unravel_index(int(np.argmax(value)), value.shape)
     score = float(value[z, y, x])
     while z >= 0 and value[z, y, x] > 0:
