@@ -30,7 +30,6 @@ class Case:
     reference: Image | None = None
 
 
-
 def shared_ct_cases(data_root: str | os.PathLike) -> list[Case]:
     """The real CT samples in ``<data_root>/ct`` with their (pseudo-)masks as VerSe label maps and
     the centroids of the masks' bodies."""
