@@ -428,3 +428,29 @@ def test_slice_fusion_ignores_the_low_tail_that_voxel_fusion_turns_into_labels()
         assert cents[lab][2] == pytest.approx(2 * (10 * k + 4.5))
     with pytest.raises(ValueError, match="fusion mode"):
         fuse(prob, index, ref, mode="rounded")
+
+
+def test_body_centroids_follow_a_leaning_column():
+    # three vertebrae on a column leaning 45 degrees (upper thoracic kyphosis): each a body box
+    # (24 mm deep, 20 mm high) with an arch behind it; the body centre must be found along the
+    # AP axis perpendicular to the column, not along LPS y (which cuts the bodies obliquely)
+    t = np.array([0.0, 1.0, 1.0]) / np.sqrt(2.0)  # towards the head, leaning backwards (+y)
+    a = np.array([0.0, -1.0, 1.0]) / np.sqrt(2.0)  # anterior, perpendicular to the column
+    img = Image(np.zeros((110, 110, 60), np.uint8), (1.0, 1.0, 1.0), (-30.0, -55.0, -55.0))
+    kk, jj, ii = np.meshgrid(*(np.arange(n) for n in img.array.shape), indexing="ij")
+    pts = img.index_to_physical(np.stack([ii, jj, kk], -1).reshape(-1, 3).astype(float))
+    arr = np.zeros(len(pts), np.uint8)
+    centres = {}
+    for k, lab in enumerate((14, 15, 16)):  # T7, T8, T9 head to feet
+        c = (1 - k) * 25.0 * t  # T8 at the origin
+        d = pts - c
+        along, front, side = d @ t, d @ a, d[:, 0]
+        body = (np.abs(along) <= 10) & (np.abs(front) <= 12) & (np.abs(side) <= 15)
+        arch = (np.abs(along) <= 6) & (front >= -40) & (front <= -14) & (np.abs(side) <= 20)
+        arr[body | arch] = lab
+        centres[lab] = c
+    mask = img.with_array(arr.reshape(img.array.shape))
+    body, partial = body_centroids_from_mask(mask)
+    assert not partial
+    # within 1 mm (along LPS y: about 2 mm off, the slab holding the lower body and the arch's root)
+    assert all(np.linalg.norm(body[v] - centres[v]) < 1.0 for v in (14, 15, 16))
