@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from SpineAILib.ctcolumn.path import Path, body_band, straighten
+from SpineAILib.ctcolumn.path import Path, body_band, sample_hu, straighten
 from SpineAILib.io.image import Image
 
 BONE_HU = 200.0
@@ -246,13 +246,6 @@ def merge_short_pieces(bounds: list[int], factor: float = 0.55, max_merged: floa
     return b
 
 
-def _sample(hu: np.ndarray, reference: Image, points: np.ndarray) -> np.ndarray:
-    from scipy import ndimage
-
-    idx = reference.physical_to_index(np.asarray(points, float).reshape(-1, 3))
-    return ndimage.map_coordinates(hu, idx[:, ::-1].T, order=1, mode="nearest")
-
-
 def _run_around(above: np.ndarray, i0: int, gap: int = 2) -> tuple[int, int]:
     """The run of True in ``above`` through index ``i0``, bridging gaps of up to ``gap``."""
     lo = hi = i0
@@ -262,6 +255,14 @@ def _run_around(above: np.ndarray, i0: int, gap: int = 2) -> tuple[int, int]:
     while hi < n - 1 and above[hi + 1:hi + 2 + gap].any():
         hi += 1
     return lo, hi
+
+
+def _bone_level(profile: np.ndarray, upto: int | None = None) -> np.ndarray:
+    """Where a HU profile, smoothed over 3 samples, is above half the 90th percentile of its
+    first ``upto`` samples (all by default), and at least 60 HU: bone, with a porotic core's
+    darker values still counted."""
+    p = np.convolve(profile, np.ones(3) / 3.0, mode="same")
+    return p > max(60.0, 0.5 * float(np.percentile(p[:upto], 90)))
 
 
 def body_centre(hu: np.ndarray, reference: Image, path: Path, start: int, stop: int, reach_mm: float = 70.0,
@@ -281,10 +282,8 @@ def body_centre(hu: np.ndarray, reference: Image, path: Path, start: int, stop: 
     if not len(mid):
         mid = np.array([k0])
     rs = np.arange(0.0, reach_mm, step)
-    prof = np.median([_sample(hu, reference, path.points[k] + rs[:, None] * path.anterior[k]) for k in mid], axis=0)
-    prof = np.convolve(prof, np.ones(3) / 3.0, mode="same")
-    threshold = max(60.0, 0.5 * float(np.percentile(prof[:int(50.0 / step)], 90)))
-    above = prof > threshold
+    prof = np.median([sample_hu(hu, reference, path.points[k] + rs[:, None] * path.anterior[k]) for k in mid], axis=0)
+    above = _bone_level(prof, int(50.0 / step))
     if not above[:int(25.0 / step)].any():
         return None
     r1, r2 = _run_around(above, int(np.argmax(above)))
@@ -295,9 +294,8 @@ def body_centre(hu: np.ndarray, reference: Image, path: Path, start: int, stop: 
     for k in mid:
         base = centre + (path.points[k] - path.points[k0])
         for ap in np.linspace(-0.3, 0.3, 5) * depth:
-            rows.append(_sample(hu, reference, base + ap * path.anterior[k] + ls[:, None] * path.lateral[k]))
-    side = np.convolve(np.median(rows, axis=0), np.ones(3) / 3.0, mode="same")
-    above = side > max(60.0, 0.5 * float(np.percentile(side, 90)))
+            rows.append(sample_hu(hu, reference, base + ap * path.anterior[k] + ls[:, None] * path.lateral[k]))
+    above = _bone_level(np.median(rows, axis=0))
     i0 = int(np.argmin(np.abs(ls)))
     if not above[i0]:
         hits = np.flatnonzero(above)

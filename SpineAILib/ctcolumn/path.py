@@ -62,12 +62,17 @@ def body_band(hu: np.ndarray, reference: Image, path: Path, ap_mm: tuple[float, 
     """HU (linear interpolation) on a grid of lines parallel to ``path``: ``ap_mm`` in front of
     it (negative: behind) and up to ``lateral_mm`` to each side, every ``step_mm``. Returns
     (lines, samples along the path)."""
-    from scipy import ndimage
-
     rows = []
     for a in np.arange(ap_mm[0], ap_mm[1] + 1e-6, step_mm):
         for lat in np.arange(-lateral_mm, lateral_mm + 1e-6, step_mm):
-            pos = path.points + a * path.anterior + lat * path.lateral
-            rows.append(ndimage.map_coordinates(hu, reference.physical_to_index(pos)[:, ::-1].T, order=1,
-                                                mode="nearest"))
+            rows.append(sample_hu(hu, reference, path.points + a * path.anterior + lat * path.lateral))
     return np.array(rows)
+
+
+def sample_hu(hu: np.ndarray, reference: Image, points: np.ndarray) -> np.ndarray:
+    """HU of ``hu`` (z, y, x array on ``reference``'s grid) at ``points`` (..., 3, LPS mm),
+    linear interpolation, the nearest edge value outside; flat (one value per point)."""
+    from scipy import ndimage
+
+    idx = reference.physical_to_index(np.asarray(points, float).reshape(-1, 3))
+    return ndimage.map_coordinates(hu, idx[:, ::-1].T, order=1, mode="nearest")

@@ -482,3 +482,38 @@ def label_instances(instances: list[Instance], hu: np.ndarray | None = None, ref
         if lab is not None and lab in anatomy.VERTEBRAE:
             labels[i] = lab
     return labels, shift, fixed_by
+
+
+def joined_bone_columns(hu: np.ndarray, reference: Image, point: np.ndarray, slices, bone_hu: float = 200.0,
+                        close_mm: float = 4.0, near_mm: float = 15.0) -> np.ndarray | None:
+    """The array columns (x indices) held by the bone joined to the column at ``point`` (LPS mm,
+    canonical grid ``reference``): bone above ``bone_hu`` in the axial maximum projection of the
+    slices ``slices`` (an index or mask along z), gaps up to ``close_mm`` closed (a joint), the
+    component nearest ``point``; None where no bone lies within ``near_mm`` of it. How far a
+    rib or the ilia carry that bone to the sides tells ribs from transverse processes and the
+    sacrum from a lumbar vertebra."""
+    from scipy import ndimage
+
+    sp = np.asarray(reference.spacing, float)
+    ix, iy, _ = (int(round(v)) for v in reference.physical_to_index(point))
+    bone = hu[slices].max(axis=0) > bone_hu
+    r = max(1, int(round(close_mm / 2 / sp[0])))
+    bone = ndimage.binary_closing(bone, structure=np.ones((2 * r + 1, 2 * r + 1), bool))
+    yy, xx = np.nonzero(bone)
+    if not len(yy):
+        return None
+    k = int(np.argmin((yy - iy) ** 2 + (xx - ix) ** 2))
+    if (yy[k] - iy) ** 2 * sp[1] ** 2 + (xx[k] - ix) ** 2 * sp[0] ** 2 > near_mm ** 2:
+        return None
+    lab, _ = ndimage.label(bone)
+    return np.flatnonzero((lab == lab[yy[k], xx[k]]).any(axis=0))
+
+
+def air_beside(hu: np.ndarray, reference: Image, point: np.ndarray) -> float | None:
+    """The fraction below -400 HU 40-120 mm to either side of ``point`` (+-30 mm front and back,
+    +-10 mm in z): the lungs beside a thoracic vertebra, none beside the pelvis or the shoulder
+    girdle's bone. None where that window is out of view."""
+    xs, ys, zs = (np.abs(v) for v in axis_offsets(reference, hu.shape, point))
+    win = hu[np.ix_(zs <= 10.0, ys <= 30.0, (xs >= 40.0) & (xs <= 120.0))]
+    return float((win < -400.0).mean()) if win.size else None
+

@@ -29,7 +29,7 @@ from SpineAILib import anatomy
 from SpineAILib.ctcolumn.canal import Column, Piece, body_centre
 from SpineAILib.ctcolumn.path import Path
 from SpineAILib.io.image import Image
-from SpineAILib.vertebrae.column import axis_offsets
+from SpineAILib.vertebrae.column import air_beside, axis_offsets, joined_bone_columns
 from SpineAILib.vertebrae.labels import nominal_dimensions
 from SpineAILib.vertebrae.levels import BELOW_S1, LEVEL_NAMES, N_STATES, assign_levels, huber, level_index
 from SpineAILib.vertebrae.sacrum import pelvis_at
@@ -118,28 +118,15 @@ def rib_reach(hu: np.ndarray, reference: Image, centre: np.ndarray, z_mm: tuple[
     C2-C6 and L1-L5 24-45 mm; the floating ribs of T11-T12 often leave the slab). Air: the
     fraction below -400 HU 40-120 mm to either side (+-30 mm front and back, +-10 mm in z):
     the lungs beside a thoracic vertebra, none beside the pelvis or the shoulder girdle's bone."""
-    from scipy import ndimage
-
-    sp = float(reference.spacing[0])
     xs, ys, zs = axis_offsets(reference, hu.shape, centre)
     zsel = (zs >= z_mm[0]) & (zs <= z_mm[1])
     if not zsel.any():
         return None
-    proj = hu[zsel].max(axis=0) > bone_hu
-    r = max(1, int(round(close_mm / 2 / sp)))
-    proj = ndimage.binary_closing(proj, structure=np.ones((2 * r + 1, 2 * r + 1), bool))
-    yy, xx = np.nonzero(proj)
-    if not len(yy):
+    cols = joined_bone_columns(hu, reference, centre, zsel, bone_hu, close_mm)
+    if cols is None:
         return None
-    iy, ix = int(np.argmin(np.abs(ys))), int(np.argmin(np.abs(xs)))
-    k = int(np.argmin((yy - iy) ** 2 + (xx - ix) ** 2))
-    if ((yy[k] - iy) ** 2 + (xx[k] - ix) ** 2) * sp * sp > 15.0 ** 2:
-        return None
-    lab, _ = ndimage.label(proj)
-    cols = np.flatnonzero((lab == lab[yy[k], xx[k]]).any(axis=0))
-    win = hu[np.ix_(np.abs(zs) <= 10.0, np.abs(ys) <= 30.0, (np.abs(xs) >= 40.0) & (np.abs(xs) <= 120.0))]
-    air = float((win < -400.0).mean()) if win.size else 0.0
-    return float(max(0.0, xs[cols].max())), float(max(0.0, -xs[cols].min())), air
+    air = air_beside(hu, reference, centre)
+    return float(max(0.0, xs[cols].max())), float(max(0.0, -xs[cols].min())), 0.0 if air is None else air
 
 
 def rib_emission(reaches: list[tuple[float, float, float] | None], rib_mm: float = 70.0, none_mm: float = 50.0,

