@@ -13,22 +13,20 @@ Writes docs/benchmarks/vertebral_body_real/clicks.json and .md and prints the ta
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DOCS, machine, write_report  # noqa: E402
+from _common import DOCS, machine, real_ct_cases, write_report  # noqa: E402
 
 from SpineAILib import anatomy  # noqa: E402
 from SpineAILib.errors import InputError  # noqa: E402
 from SpineAILib.io.image import lps_to_ras  # noqa: E402
+from SpineAILib.training.real_ct import default_data_root  # noqa: E402
 from SpineAILib.vertebra_body import predict as body  # noqa: E402
-from SpineAILib.vertebrae.data import shared_ct_cases  # noqa: E402
 
 OFFSETS = [np.zeros(3)] + [s * 5.0 * e for e in np.eye(3) for s in (1.0, -1.0)]
 
@@ -50,18 +48,13 @@ def click(case, label: int, point_lps: np.ndarray) -> dict:
 
 def main() -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("--data", default=os.environ.get("SPINEAI_DATA", str(Path(__file__).resolve().parents[2] /
-                                                                        "shared" / "data")))
+    p.add_argument("--data", default=str(default_data_root()))
     p.add_argument("--cases", default="")
     p.add_argument("--offsets", action="store_true", help="also 5 mm off the centre in 6 directions")
     p.add_argument("--compare", action="store_true", help="also without the column's disc planes")
     p.add_argument("--output", default=str(DOCS / "vertebral_body_real"))
     a = p.parse_args()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        cases = shared_ct_cases(a.data)
-    if a.cases:
-        cases = [c for c in cases if c.name in a.cases.split(",")]
+    cases = real_ct_cases(a.data, a.cases)
     rows = []
     original = body.disc_planes
     for case in cases:

@@ -18,21 +18,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
-import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DOCS, machine, write_report  # noqa: E402
+from _common import DOCS, machine, real_ct_cases, write_report  # noqa: E402
 
 from SpineAILib import anatomy  # noqa: E402
 from SpineAILib.metrics import dice  # noqa: E402
 from SpineAILib.models import load_card  # noqa: E402
 from SpineAILib.preprocessing import resample_to_spacing  # noqa: E402
+from SpineAILib.training.real_ct import default_data_root  # noqa: E402
 from SpineAILib.vertebrae import locate  # noqa: E402
-from SpineAILib.vertebrae.data import shared_ct_cases  # noqa: E402
 from SpineAILib.vertebrae.evaluate import score_masks  # noqa: E402
 
 
@@ -54,18 +52,13 @@ def level_gap(a: str | None, b: str | None) -> int | None:
 
 def main() -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("--data", default=os.environ.get("SPINEAI_DATA", str(Path(__file__).resolve().parents[2] /
-                                                                        "shared" / "data")))
+    p.add_argument("--data", default=str(default_data_root()))
     p.add_argument("--grids", default="native,1,3", help="native and/or isotropic spacings in mm")
     p.add_argument("--cases", default="", help="comma-separated case names (default: all)")
     p.add_argument("--device", default="auto")
     p.add_argument("--output", default=str(DOCS / "vertebrae_real_ct"))
     a = p.parse_args()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TotalSegmentator files' orthonormalisation note
-        cases = shared_ct_cases(a.data)
-    if a.cases:
-        cases = [c for c in cases if c.name in a.cases.split(",")]
+    cases = real_ct_cases(a.data, a.cases)
     seen = trained_on()
     rows = []
     for case in cases:

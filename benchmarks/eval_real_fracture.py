@@ -15,35 +15,28 @@ Writes docs/benchmarks/fracture_real/fracture_real.json and .md and prints the t
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DOCS, machine, write_report  # noqa: E402
+from _common import DOCS, machine, real_ct_cases, write_report  # noqa: E402
 
+from SpineAILib.training.real_ct import default_data_root  # noqa: E402
 from SpineAILib.vertebra_body import assess_fractures  # noqa: E402
-from SpineAILib.vertebrae.data import shared_ct_cases  # noqa: E402
 
 
 def main() -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("--data", default=os.environ.get("SPINEAI_DATA", str(Path(__file__).resolve().parents[2] /
-                                                                        "shared" / "data")))
+    p.add_argument("--data", default=str(default_data_root()))
     p.add_argument("--cases", default="", help="comma-separated case names (default: all with masks)")
     p.add_argument("--no-genant", action="store_true", help="the classifier only (no body segmentation)")
     p.add_argument("--models-dir", default=None, help="a folder with another fracture_classifier card and weights")
     p.add_argument("--output", default=str(DOCS / "fracture_real"))
     a = p.parse_args()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TotalSegmentator files' orthonormalisation note
-        cases = [c for c in shared_ct_cases(a.data) if c.centroids]
-    if a.cases:
-        cases = [c for c in cases if c.name in a.cases.split(",")]
+    cases = [c for c in real_ct_cases(a.data, a.cases) if c.centroids]
     rows = []
     for case in cases:
         t = time.perf_counter()

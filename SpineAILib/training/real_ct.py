@@ -16,6 +16,11 @@ from SpineAILib.io.totalseg import read_totalseg_vertebrae
 from SpineAILib.postprocessing import body_centroids_from_mask
 
 
+def default_data_root() -> Path:
+    """The shared data folder: ``$SPINEAI_DATA``, else ``../shared/data`` beside the repository."""
+    return Path(os.environ.get("SPINEAI_DATA", str(Path(__file__).resolve().parents[3] / "shared" / "data")))
+
+
 @dataclass
 class Case:
     """One CT with its reference centroids. ``partial`` lists vertebrae cut by the field of view

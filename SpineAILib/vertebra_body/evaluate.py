@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
 from SpineAILib.errors import InputError
 from SpineAILib.metrics import concurrency, dice
+from SpineAILib.training.real_ct import default_data_root
 from SpineAILib.vertebra_body.data import phantom_body_case, real_body_cases
 from SpineAILib.vertebra_body.genant import genant
 from SpineAILib.vertebra_body.predict import grade_results, segment
@@ -167,7 +167,7 @@ def main(argv=None) -> int:
     if a.genant_phantoms:
         report["genant"] = evaluate_genant(a.genant_phantoms, a.phantom_seed + 500, a.device, a.models_dir)
     if a.shared:
-        root = os.environ.get("SPINEAI_DATA", str(Path(__file__).resolve().parents[2].parent / "shared" / "data"))
+        root = default_data_root()
         report["real"] = evaluate_real(root, a.device, a.models_dir)
     out = Path(a.output)
     out.mkdir(parents=True, exist_ok=True)

@@ -30,6 +30,7 @@ from SpineAILib.preprocessing.patches import crop_with_fill
 from SpineAILib.training import save_config
 from SpineAILib.training.config import option, parse_config
 from SpineAILib.training.loop import LoopSpec, one_cycle, run_training
+from SpineAILib.training.real_ct import default_data_root
 from SpineAILib.vertebra_body.crop import CropRecord, click_channel
 from SpineAILib.vertebra_body.data import phantom_body_case, pseudo_body_arrays
 from SpineAILib.vertebra_body.networks import BODY_KWARGS
@@ -76,11 +77,10 @@ def _crop(arr, centre_zyx, size, fill):
 
 def _real_arrays(name: str, cache: Path) -> dict:
     """Pseudo-label body arrays of a real sample (see ``data.pseudo_body_arrays``), cached."""
-    import os
 
     p = cache / f"real_{name}.npz"
     if not p.is_file():
-        root = Path(os.environ.get("SPINEAI_DATA", str(Path(__file__).resolve().parents[2].parent / "shared" / "data")))
+        root = default_data_root()
         d = root / "ct" / name
         mask = next(f for f in ("vertebrae_pseudo.nii.gz", "structures_pseudo.nii.gz") if (d / f).is_file())
         np.savez_compressed(p, **pseudo_body_arrays(read_image(d / "ct.nii.gz"), read_image(d / mask),

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import numpy as np
 from SpineAILib import anatomy
 from SpineAILib.io import Image
 from SpineAILib.io.image import point_inside
+from SpineAILib.training.real_ct import default_data_root
 from SpineAILib.vertebrae.data import folder_cases, phantom_case, shared_ct_cases
 from SpineAILib.vertebrae.predict import locate
 
@@ -211,7 +211,7 @@ def main(argv=None) -> int:
         cases += folder_cases(folder)
     cases += [phantom_case(a.phantom_seed + i) for i in range(a.phantoms)]
     if a.shared:
-        root = os.environ.get("SPINEAI_DATA", str(Path(__file__).resolve().parents[2].parent / "shared" / "data"))
+        root = default_data_root()
         cases += shared_ct_cases(root)
     if not cases:
         p.error("nothing to evaluate: give --data, --phantoms or --shared")

@@ -45,6 +45,7 @@ from SpineAILib.preprocessing.patches import crop_with_fill
 from SpineAILib.training import load_fp16_weights, save_config
 from SpineAILib.training.config import option, parse_config
 from SpineAILib.training.loop import LoopSpec, one_cycle, run_training
+from SpineAILib.training.real_ct import default_data_root
 from SpineAILib.vertebrae.data import folder_cases, phantom_case, shared_ct_cases
 from SpineAILib.vertebrae.labels import sparse_to_dense
 from SpineAILib.vertebrae.networks import DETECTION_KWARGS, IDENTIFICATION_KWARGS
@@ -97,7 +98,6 @@ def _phantom_job(args):
 
 
 def load_training_arrays(cfg: VertebraeTrainConfig, log=print) -> list[dict]:
-    import os
 
     cache = Path(cfg.output) / "cache"
     cache.mkdir(parents=True, exist_ok=True)
@@ -115,7 +115,7 @@ def load_training_arrays(cfg: VertebraeTrainConfig, log=print) -> list[dict]:
     log(f"{len(jobs)} phantoms ready ({time.time() - t0:.0f} s)")
     real = []
     if cfg.real_train:
-        root = os.environ.get("SPINEAI_DATA", str(Path(__file__).resolve().parents[2].parent / "shared" / "data"))
+        root = default_data_root()
         real += [c for c in shared_ct_cases(root) if c.name in cfg.real_train]
     for folder in cfg.data:
         real += folder_cases(folder)
