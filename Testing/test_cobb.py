@@ -208,6 +208,21 @@ def test_non_spine_images_are_flagged_low_confidence():
         assert r.low_confidence and any(w.startswith("Low confidence") for w in r.warnings)
 
 
+def test_real_lateral_radiographs_are_flagged_with_a_low_confidence(data_dir):
+    """The real sagittal radiographs are not AP views: each is flagged, and the weak-detection
+    ones (the flag meant for non-AP views) carry a confidence of at most 0.2."""
+    from SpineAILib.cobb import estimate
+    from SpineAILib.cobb.predict import WEAK_DETECTION_CONFIDENCE
+
+    files = sorted((data_dir / "xray_lateral" / "images").glob("*.png"))
+    assert len(files) >= 20
+    results = [estimate(f, device="cpu") for f in files]
+    assert all(r.low_confidence for r in results)
+    weak = [r for r in results if any(w.startswith("Low confidence") for w in r.warnings)]
+    assert len(weak) >= 0.9 * len(files)
+    assert all(r.confidence <= WEAK_DETECTION_CONFIDENCE for r in weak)
+
+
 def test_scene_output_on_radiograph_with_pixel_spacing(val_cases):
     pytest.importorskip("slicer")
     from SpineAILib.cobb import estimate
@@ -381,3 +396,73 @@ def test_shipped_card_has_a_calibration_and_results_carry_it():
     assert res.quality["detection_score"] == pytest.approx(float(res.vertebra_scores.mean()), abs=1e-4)
     back = type(res).from_dict(res.to_dict())
     assert back.quality == res.quality and back.confidence == res.confidence
+
+
+def test_level_targets_name_each_centre_and_the_extrapolated_neighbours():
+    """The level map's training target reads each vertebra's index at its centre, -1 one step
+    above T1 (C7) and 17 one step below L5 (S1); off the column it is masked out."""
+    from SpineAILib.cobb.model import STRIDE
+    from SpineAILib.cobb.train import level_targets, with_neighbours
+
+    lm = spine_from_tilts(np.zeros(17), height=16.0, width=24.0, gap=4.0, x0=128.0, y0=60.0)
+    level, mask = level_targets(lm[None], (128, 64))
+    ext = with_neighbours(lm.reshape(17, 4, 2)).mean(1)
+    assert np.allclose(ext[0], [128.0, 60.0 - 0.9 * 20.0]) and np.allclose(ext[-1], [128.0, 60.0 + 17 * 20.0])
+    ij = np.round((ext - (STRIDE - 1) / 2) / STRIDE).astype(int)
+    assert [level[0, y, x] for x, y in ij] == list(range(-1, 18))
+    assert mask[0][ij[:, 1], ij[:, 0]].all() and mask[0, :, :10].sum() == 0
+
+
+def test_level_shift_and_end_vertebrae_scores():
+    """The evaluation's level figures: a spine named one level high (every landmark moved down
+    by one vertebra, T1's name on the true T2 ... ) is a shift of -1, one named one level low +1."""
+    from SpineAILib.cobb.evaluate import level_shift, same_ends
+
+    tilts = [0, 3, 6, 9, 12, 12, 9, 6, 3, 0, -3, -6, -9, -12, -9, -6, -3]
+    lm = spine_from_tilts(tilts)
+    step = np.array([0.0, 50.0])
+    assert level_shift(lm, lm) == 0
+    assert level_shift(lm + step, lm) == -1 and level_shift(lm - step, lm) == 1
+    a = cobb_angles(lm, 2000.0)
+    assert same_ends(a, a, ("main", "upper", "lower"))
+    b = cobb_angles(spine_from_tilts(np.roll(tilts, 2)), 2000.0)
+    assert (b.main.upper_end, b.main.lower_end) != (a.main.upper_end, a.main.lower_end)
+    assert not same_ends(b, a)
+
+
+def test_level_channel_starts_from_weights_without_it(tmp_path):
+    """--init on a network with the new level channel: the first 11 output rows are the old
+    ones, the level row keeps its fresh start; a shape that cannot be extended is refused."""
+    import torch
+
+    from SpineAILib.cobb.model import build_landmark_net
+    from SpineAILib.cobb.train import init_weights
+    from SpineAILib.training.common import save_fp16_weights
+
+    old = build_landmark_net((4, 8, 8, 8, 8), head_width=8)
+    save_fp16_weights(old.state_dict(), tmp_path / "old.pt")
+    new = init_weights(build_landmark_net((4, 8, 8, 8, 8), head_width=8, levels=True), str(tmp_path / "old.pt"))
+    w_old, w_new = old.state_dict()["head.2.weight"], new.state_dict()["head.2.weight"]
+    assert w_new.shape[0] == 12 and torch.allclose(w_new[:11], w_old.half().float())
+    assert float(new.state_dict()["head.2.bias"][11]) == 8.0
+    with pytest.raises(ValueError, match="shape"):
+        init_weights(build_landmark_net((4, 8, 8, 8, 16), head_width=8), str(tmp_path / "old.pt"))
+
+
+def test_training_with_levels_and_cut_copies(tmp_path, data_dir):
+    """One tiny epoch with the level map and only cut copies: the level loss is logged, and the
+    cut cache holds canvases whose cut-away vertebrae lie off the canvas."""
+    import csv as _csv
+
+    from SpineAILib.cobb.train import main as train_main
+
+    run = tmp_path / "run"
+    assert train_main(["--data", str(data_dir / "aasce"), "--output", str(run), "--split", str(tmp_path / "s.json"),
+                       "--max-train-cases", "4", "--max-val-cases", "2", "--batch-size", "2", "--epochs", "1",
+                       "--device", "cpu", "--levels", "--cut-prob", "1"]) == 0
+    rows = list(_csv.DictReader(open(run / "history.csv", encoding="utf-8")))
+    assert float(rows[-1]["level_l1"]) > 0
+    cut = np.load(next(run.glob("cache_cut_*.npz")))
+    cy = cut["landmarks"].reshape(-1, 17, 4, 2).mean(2)[..., 1]
+    assert ((cy < 0) | (cy >= 512)).any(axis=1).all()  # every copy lost a vertebra
+

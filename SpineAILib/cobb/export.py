@@ -21,6 +21,22 @@ from SpineAILib.models import ModelCard, default_models_dir, write_card
 from SpineAILib.training import git_commit
 
 
+def init_from(path: str) -> dict:
+    """What a fine-tuning run started from: the weights file's name and sha256 (and the card's
+    name when the file is a shipped model)."""
+    import hashlib
+
+    p = Path(path)
+    out = {"weights": p.name}
+    if p.is_file():
+        out["sha256"] = hashlib.sha256(p.read_bytes()).hexdigest()
+        card = p.with_suffix(".json")
+        if card.is_file():
+            meta = json.loads(card.read_text(encoding="utf-8"))
+            out.update(model=meta.get("name"), commit=meta.get("commit"), date=meta.get("date"))
+    return out
+
+
 def export(run: str, data: str, models_dir: str | None = None, name: str = MODEL_NAME,
            weights: str = "last") -> Path:
     """``weights`` "last" (the final epoch; no choice made on the validation split, so its
@@ -35,14 +51,20 @@ def export(run: str, data: str, models_dir: str | None = None, name: str = MODEL
     with open(run_dir / "history.csv", encoding="utf-8") as f:
         history = list(csv.DictReader(f))
     train_seconds = sum(float(r["seconds"]) for r in history if r.get("seconds"))
+    # read before the copy: a fine-tuning run may start from the very file it replaces
+    init = {"initialised_from": init_from(cfg["init"])} if cfg.get("init") else {}
     shutil.copyfile(run_dir / f"{weights}_fp16.pt", out / f"{name}.pt")
     card = ModelCard(
         name=name, task="cobb", architecture="spineai.CobbLandmarkNet", weights=f"{name}.pt", sha256="",
-        architecture_kwargs={"widths": cfg["widths"], "head_width": 64},
+        architecture_kwargs={"widths": cfg["widths"], "head_width": 64,
+                             **({"levels": True} if cfg.get("levels") else {})},
         input={"canvas_rows_cols": cfg["canvas"], "fit": "uniform scale + centred zero padding",
                "channels": 1, "output_stride": 4},
         intensity={"type": "percentile", "low": 1, "high": 99},
-        labels={"heatmap": "vertebra centres T1..L5", "offsets": "centre sub-pixel (2) + corners TL,TR,BL,BR (8)"},
+        labels={"heatmap": "vertebra centres T1..L5", "offsets": "centre sub-pixel (2) + corners TL,TR,BL,BR (8)",
+                **({"level_map": "vertebra index around each centre (C7 -1, T1 0 .. L5 16, S1 17; C7 and S1 "
+                                 "extrapolated); an auxiliary training target, not used for decoding"}
+                   if cfg.get("levels") else {})},
         training={"data": "AASCE 2019 challenge training set (SpineWeb dataset 16), 481 AP radiographs",
                   "split": "Resources/Splits/aasce_split.json (seeded by patient; cases with landmark-order "
                            "errors excluded)", "train_cases": summary.get("train_cases"),
@@ -51,7 +73,11 @@ def export(run: str, data: str, models_dir: str | None = None, name: str = MODEL
                   "augmentation": {"rotate_deg": cfg["rotate_deg"], "scale": cfg["scale_range"],
                                    "translate": cfg["translate"], "flip": cfg["flip"], "intensity": "gamma, gain, "
                                    "offset, noise"},
-                  "loss": "CenterNet focal loss on centre heatmap + L1 on offsets", "optimizer": "AdamW, one-cycle",
+                  "cut_copies": {"share": cfg.get("cut_prob", 0.0), "rows_cut": "10-35 % at the top or bottom"},
+                  "loss": "CenterNet focal loss on centre heatmap + L1 on offsets"
+                          + (f" + {cfg.get('level_weight')} x L1 on the level map" if cfg.get("levels") else ""),
+                  "optimizer": "AdamW, one-cycle",
+                  **init,
                   "hardware": summary.get("device", ""), "train_seconds": round(train_seconds, 1),
                   "weights": f"{weights} epoch" + ("" if weights == "last" else
                                                    f" (after {summary.get('best', {}).get('step')} steps)"),

@@ -8,7 +8,10 @@ deepest features see the whole canvas) sized to train and run on a CPU.
 
 Tensor layout: input (N, 1, H, W), H = rows of the canvas; outputs at (H/4, W/4):
 channel 0 heatmap logit, 1-2 centre offset (x, y), 3-10 corner offsets (TL, TR, BL, BR; x, y),
-in output pixels.
+in output pixels; with ``levels`` a twelfth channel, the level map (around each vertebra centre
+its index, T1 = 0 .. L5 = 16, C7 = -1, S1 = 17), trained as an auxiliary target. Decoding does
+not use it: read at the peaks it follows their order along the column rather than anatomy, and
+naming by it slipped more spines than the order does (docs/history/results_log.md).
 """
 
 from __future__ import annotations
@@ -17,23 +20,26 @@ from SpineAILib.networks import register_architecture
 from SpineAILib.networks.heatmap import build_heatmap_net
 
 STRIDE = 4
-N_OUT = 11
+N_OUT = 11  # heatmap + offsets; the level map, when present, is channel LEVEL
+LEVEL = N_OUT
 
 
-def build_landmark_net(widths: tuple[int, ...] = (16, 32, 64, 96, 128), head_width: int = 64):
+def build_landmark_net(widths: tuple[int, ...] = (16, 32, 64, 96, 128), head_width: int = 64, levels: bool = False):
     """Encoder (strides 2, 4, 8, 16, 32) and a decoder back to stride 4 with skip connections;
-    the heatmap channel starts near 0.01 (CenterNet prior) so the focal loss is stable."""
-    return build_heatmap_net(N_OUT, widths, head_width, out_stride=STRIDE, head_bias={0: -4.6})
+    the heatmap channel starts near 0.01 (CenterNet prior) so the focal loss is stable; the level
+    channel (``levels``) starts at the middle of the column (8)."""
+    bias = {0: -4.6, LEVEL: 8.0} if levels else {0: -4.6}
+    return build_heatmap_net(N_OUT + int(levels), widths, head_width, out_stride=STRIDE, head_bias=bias)
 
 
 @register_architecture("spineai.CobbLandmarkNet")
 def _cobb_landmark_net(**kwargs):
     widths = tuple(kwargs.get("widths", (16, 32, 64, 96, 128)))
-    return build_landmark_net(widths, int(kwargs.get("head_width", 64)))
+    return build_landmark_net(widths, int(kwargs.get("head_width", 64)), bool(kwargs.get("levels", False)))
 
 
 def decode(output, n_vertebrae: int = 17):
-    """Network output (N, 11, h, w) -> (landmarks (N, 68, 2) in canvas pixels, peak scores (N, 17)).
+    """Network output (N, 11 or 12, h, w) -> (landmarks (N, 68, 2) in canvas pixels, peak scores (N, 17)).
 
     Peaks: 3x3 max-pool non-maximum suppression on the sigmoid heatmap, the 17 highest kept and
     sorted by row (top to bottom = T1..L5)."""
@@ -48,9 +54,10 @@ def decode(output, n_vertebrae: int = 17):
     xs = idx % w
     order = torch.argsort(ys.float() + xs.float() * 1e-4, dim=1)
     ys, xs, scores = ys.gather(1, order), xs.gather(1, order), scores.gather(1, order)
-    flat = output.view(n, N_OUT, -1)
-    gidx = (ys * w + xs)[:, None, :].expand(n, N_OUT, n_vertebrae)
-    vals = flat.gather(2, gidx)  # (n, 11, 17)
+    channels = output.shape[1]
+    flat = output.reshape(n, channels, -1)
+    gidx = (ys * w + xs)[:, None, :].expand(n, channels, n_vertebrae)
+    vals = flat.gather(2, gidx)  # (n, channels, 17)
     cx = xs.float() + vals[:, 1]
     cy = ys.float() + vals[:, 2]
     corners = torch.stack([torch.stack([cx + vals[:, 3 + 2 * c], cy + vals[:, 4 + 2 * c]], -1) for c in range(4)], 2)

@@ -20,7 +20,7 @@ import numpy as np
 
 from SpineAILib.cobb.angles import cobb_angles, smape
 from SpineAILib.cobb.data import corner_order_problems, load_aasce, split_cases
-from SpineAILib.cobb.model import N_OUT, STRIDE, build_landmark_net, decode
+from SpineAILib.cobb.model import LEVEL, N_OUT, STRIDE, build_landmark_net, decode
 from SpineAILib.cobb.preprocess import CANVAS, to_canvas
 from SpineAILib.device import autocast, describe_device
 from SpineAILib.io import read_image
@@ -54,6 +54,11 @@ class CobbTrainConfig:
     val_every: int = option(2, "validate every N epochs (and after the last)")
     max_train_cases: int = option(0, "use only the first N training cases (0: all; smoke tests)")
     max_val_cases: int = option(0, "use only the first N validation cases (0: all)")
+    levels: bool = option(False, "add the level map (vertebra index around each centre, C7 = -1 .. S1 = 17)")
+    level_weight: float = option(0.1, "weight of the level map's L1 loss (per level)")
+    cut_prob: float = option(0.0, "share of training samples taken from a copy cut at the top or bottom "
+                                  "(10 to 35 percent of the rows; vertebrae cut away get no target)")
+    init: str = option("", "start from these weights (.pt); output channels the file lacks start fresh")
 
 
 # ------------------------------------------------------------------------------- data
@@ -71,20 +76,36 @@ def make_split(cases, path: Path, seed: int, val_fraction: float) -> dict:
     return data
 
 
-def build_cache(cases, canvas, cache_file: Path) -> dict:
-    """Canvas images (float16) and canvas landmarks for every case, cached on disk."""
+def cut_rows(n_rows: int, rng: np.random.Generator) -> tuple[str, int, int]:
+    """A random cut of 10-35 % of a radiograph's rows at the top or the bottom: (end, first row,
+    last row + 1) of what is kept."""
+    frac = rng.uniform(0.10, 0.35)
+    if rng.random() < 0.5:
+        return "top", int(round(frac * n_rows)), n_rows
+    return "bottom", 0, int(round((1 - frac) * n_rows))
+
+
+def build_cache(cases, canvas, cache_file: Path, cut: bool = False, seed: int = 0) -> dict:
+    """Canvas images (float16) and canvas landmarks for every case, cached on disk. With ``cut``
+    each case is read as a copy cut at the top or the bottom (:func:`cut_rows`, seeded): the
+    vertebrae cut away land outside the canvas and get no training target."""
 
     if cache_file.is_file():
         z = np.load(cache_file, allow_pickle=False)
         return {k: z[k] for k in z.files}
     imgs, lms, names, heights, recs = [], [], [], [], []
+    rng = np.random.default_rng(seed)
     for i, c in enumerate(cases):
         img = read_image(c.image_path, expect_ndim=2)
-        can, rec = to_canvas(img.array, tuple(canvas))
+        array, first = img.array, 0
+        if cut:
+            _, first, last = cut_rows(array.shape[0], rng)
+            array = array[first:last]
+        can, rec = to_canvas(array, tuple(canvas))
         imgs.append(can.astype(np.float16))
-        lms.append(rec.to_canvas(c.landmarks))
+        lms.append(rec.to_canvas(c.landmarks - np.array([0.0, first])))
         names.append(c.name)
-        heights.append(img.array.shape[0])
+        heights.append(array.shape[0])
         recs.append([rec.scale, rec.shift[0], rec.shift[1]])
         if i % 50 == 0:
             print(f"cache {i}/{len(cases)}", flush=True)
@@ -106,6 +127,9 @@ def augment(images, landmarks, cfg: CobbTrainConfig, rng: np.random.Generator):
     thetas, out_lm = [], []
     for k in range(n):
         lm = landmarks[k].copy()
+        # only the vertebrae on the canvas must stay on it (a cut copy has some off it)
+        centres = lm.reshape(17, 4, 2).mean(1)
+        seen = np.repeat((centres[:, 0] >= 0) & (centres[:, 0] < W) & (centres[:, 1] >= 0) & (centres[:, 1] < H), 4)
         flip = cfg.flip and rng.random() < 0.5
         for _ in range(10):
             ang = np.radians(rng.uniform(-cfg.rotate_deg, cfg.rotate_deg))
@@ -119,7 +143,7 @@ def augment(images, landmarks, cfg: CobbTrainConfig, rng: np.random.Generator):
                 R = R @ np.diag([-1.0, 1.0])
             un = np.stack([(2 * lm[:, 0] + 1) / W - 1, (2 * lm[:, 1] + 1) / H - 1], -1)
             uo = (un - t) @ np.linalg.inv(R).T
-            if np.all(np.abs(uo) < 0.97):
+            if np.all(np.abs(uo[seen]) < 0.97):
                 break
         else:
             R, t = (np.diag([-1.0, 1.0]) if flip else np.eye(2)), np.zeros(2)
@@ -141,8 +165,41 @@ def augment(images, landmarks, cfg: CobbTrainConfig, rng: np.random.Generator):
     return x, np.stack(out_lm)
 
 
+def with_neighbours(corners: np.ndarray) -> np.ndarray:
+    """(17, 4, 2) corners T1..L5 -> (19, 4, 2) with C7 and S1 added by extrapolation: C7 is T1
+    moved up by 0.9 of the T1-T2 step (cervical bodies are smaller), S1 is L5 moved down by the
+    L4-L5 step. Coarse (a fraction of a vertebra), enough for the level map's wide targets."""
+    c7 = corners[0] - 0.9 * (corners[1].mean(0) - corners[0].mean(0))
+    s1 = corners[16] + (corners[16].mean(0) - corners[15].mean(0))
+    return np.concatenate([c7[None], corners, s1[None]])
+
+
+def level_targets(landmarks: np.ndarray, out_hw: tuple[int, int]):
+    """Level map (N, h, w) and its mask: around each vertebra centre (C7 .. S1, Gaussian weight
+    above 0.3 with sigma = a third of the vertebra's height) the index of the nearest-weighted
+    vertebra, T1 = 0 .. L5 = 16, C7 = -1, S1 = 17."""
+    n = len(landmarks)
+    h, w = out_hw
+    level = np.zeros((n, h, w), np.float32)
+    mask = np.zeros((n, h, w), np.float32)
+    yy, xx = np.mgrid[0:h, 0:w]
+    for k in range(n):
+        p = (with_neighbours(landmarks[k].reshape(17, 4, 2)) - (STRIDE - 1) / 2) / STRIDE
+        best = np.zeros((h, w), np.float32)
+        for v in range(19):
+            c = p[v].mean(0)
+            sigma = max(1.0, np.linalg.norm(p[v, 2] - p[v, 0]) / 3)
+            g = np.exp(-((xx - c[0]) ** 2 + (yy - c[1]) ** 2) / (2 * sigma ** 2))
+            upd = (g > best) & (g > 0.3)
+            level[k][upd] = v - 1
+            best = np.maximum(best, g)
+        mask[k] = best > 0.3
+    return level, mask
+
+
 def make_targets(landmarks: np.ndarray, out_hw: tuple[int, int]):
-    """Heatmap (N, h, w), offsets (N, 10, h, w) and mask (N, h, w) at stride 4."""
+    """Heatmap (N, h, w), offsets (N, 10, h, w) and mask (N, h, w) at stride 4; vertebrae whose
+    centre is off the canvas get none."""
     n = len(landmarks)
     h, w = out_hw
     heat = np.zeros((n, h, w), np.float32)
@@ -179,8 +236,35 @@ def loss_fn(out, heat, reg, mask):
     npos = pos.sum().clamp(min=1)
     focal = -(pos_loss + neg_loss) / npos
     m = mask[:, None]
-    l1 = (torch.abs(out[:, 1:] - reg) * m).sum() / (m.sum() * (N_OUT - 1)).clamp(min=1)
+    l1 = (torch.abs(out[:, 1:N_OUT] - reg) * m).sum() / (m.sum() * (N_OUT - 1)).clamp(min=1)
     return focal + l1, focal.detach(), l1.detach()
+
+
+def level_loss(out, level, mask):
+    """Mean L1 (levels) of the level map inside its mask."""
+    import torch
+
+    return (torch.abs(out[:, LEVEL] - level) * mask).sum() / mask.sum().clamp(min=1)
+
+
+def init_weights(net, path: str):
+    """Load ``path`` into ``net``; output rows the file lacks (e.g. a new level channel) keep
+    their fresh initialisation."""
+    import torch
+
+    from SpineAILib.training.common import read_state_dict
+
+    own = net.state_dict()
+    for k, v in read_state_dict(path).items():
+        v = v.float()
+        if own[k].shape == v.shape:
+            own[k] = v
+        elif own[k].shape[1:] == v.shape[1:] and own[k].shape[0] > v.shape[0]:
+            own[k] = torch.cat([v, own[k][v.shape[0]:]])
+        else:
+            raise ValueError(f"{path}: {k} has shape {tuple(v.shape)}, the network {tuple(own[k].shape)}")
+    net.load_state_dict(own)
+    return net
 
 
 # -------------------------------------------------------------------------- evaluation
@@ -232,6 +316,11 @@ def train(cfg: CobbTrainConfig) -> dict:
     val_names = split["val"][: cfg.max_val_cases or None]
     cache = build_cache([by_name[n] for n in train_names + val_names], cfg.canvas,
                         out / f"cache_{cfg.canvas[0]}x{cfg.canvas[1]}_{len(train_names)}_{len(val_names)}.npz")
+    cut = None
+    if cfg.cut_prob > 0:
+        cut = build_cache([by_name[n] for n in train_names], cfg.canvas,
+                          out / f"cache_cut_{cfg.canvas[0]}x{cfg.canvas[1]}_{len(train_names)}_{cfg.seed}.npz",
+                          cut=True, seed=cfg.seed)
     tr_idx = np.arange(len(train_names))
     va_idx = np.arange(len(train_names), len(train_names) + len(val_names))
     angles_by_name = {c.name: c.angles for c in cases}
@@ -244,11 +333,22 @@ def train(cfg: CobbTrainConfig) -> dict:
             order["perm"] = rng.permutation(tr_idx)
         s = k % steps_per_epoch
         b = order["perm"][s * cfg.batch_size:(s + 1) * cfg.batch_size]
-        imgs = torch.as_tensor(cache["images"][b].astype(np.float32))[:, None]
-        x, lm = augment(imgs, cache["landmarks"][b], cfg, rng)
+        use_cut = rng.random(len(b)) < cfg.cut_prob if cut is not None else np.zeros(len(b), bool)
+        src_img = np.where(use_cut[:, None, None], cut["images"][b] if cut is not None else 0, cache["images"][b])
+        src_lm = np.where(use_cut[:, None, None], cut["landmarks"][b] if cut is not None else 0,
+                          cache["landmarks"][b])
+        imgs = torch.as_tensor(src_img.astype(np.float32))[:, None]
+        x, lm = augment(imgs, src_lm, cfg, rng)
         heat, reg, mask = (torch.as_tensor(a).to(device) for a in make_targets(lm, (h, w)))
-        loss, focal, l1 = loss_fn(net(x.to(device)).float(), heat, reg, mask)
-        return loss, {"focal": focal.item(), "l1": l1.item()}
+        out_ = net(x.to(device)).float()
+        loss, focal, l1 = loss_fn(out_, heat, reg, mask)
+        metrics = {"focal": focal.item(), "l1": l1.item()}
+        if cfg.levels:
+            level, lmask = (torch.as_tensor(a).to(device) for a in level_targets(lm, (h, w)))
+            lv = level_loss(out_, level, lmask)
+            loss = loss + cfg.level_weight * lv
+            metrics["level_l1"] = lv.item()
+        return loss, metrics
 
     def validate(net, device) -> dict:
         pred, _ = predict_canvas(net, cache["images"][va_idx], device)
@@ -256,12 +356,16 @@ def train(cfg: CobbTrainConfig) -> dict:
 
     spec = LoopSpec(output=cfg.output, steps=steps_per_epoch * cfg.epochs, torch_seed=cfg.seed, rng_seed=cfg.seed,
                     device=cfg.device, threads=cfg.threads, log_file="history.csv",
-                    log_fields=["step", "epoch", "loss", "focal", "l1", "smape", "mae_main", "mae_upper", "mae_lower",
-                                "landmark_px", "seconds"],
+                    log_fields=["step", "epoch", "loss", "focal", "l1", "level_l1", "smape", "mae_main", "mae_upper",
+                                "mae_lower", "landmark_px", "seconds"],
                     log_every=steps_per_epoch, checkpoint="last.pt", checkpoint_every=steps_per_epoch,
                     final_weights="last_fp16.pt", validate_every=cfg.val_every * steps_per_epoch, best_key="smape",
                     best_weights="best_fp16.pt", steps_per_epoch=steps_per_epoch)
-    result = run_training(spec, lambda: build_landmark_net(tuple(cfg.widths)),
+    def build():
+        net = build_landmark_net(tuple(cfg.widths), levels=cfg.levels)
+        return init_weights(net, cfg.init) if cfg.init else net
+
+    result = run_training(spec, build,
                           lambda net: torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay),
                           step, one_cycle(cfg.lr), validate)
     summary = {"best": result.best, "train_cases": len(train_names), "val_cases": len(val_names),
