@@ -326,6 +326,26 @@ def test_upside_down_radiographs_are_flagged(val_cases):
         assert any("upside down" in w for w in turned.warnings) and turned.low_confidence, c.name
 
 
+def test_vertebrae_in_view_counts_what_a_cut_leaves(val_cases):
+    """The estimated number of T1-L5 vertebrae in view: near 17 on complete radiographs, and on
+    the same radiographs cut by 30 % at the top within two of the vertebra centres left, with the
+    count in the cut-off warning."""
+    from SpineAILib.cobb.predict import estimate
+    from SpineAILib.io import read_image
+
+    for c in val_cases[:3]:
+        img = read_image(c.image_path, expect_ndim=2)
+        full = estimate(img, device="cpu")
+        assert full.quality["vertebrae_in_view"] >= 15, c.name
+        cut = int(0.3 * img.array.shape[0])
+        left = int((c.landmarks.reshape(17, 4, 2).mean(1)[:, 1] >= cut).sum())
+        assert left <= 14, c.name
+        res = estimate(Image(img.array[cut:].copy(), img.spacing), device="cpu")
+        n = res.quality["vertebrae_in_view"]
+        assert abs(n - left) <= 2, (c.name, n, left)
+        assert any(f"About {n} of the 17" in w for w in res.warnings), res.warnings
+
+
 # ------------------------------------------------------------------ quality: confidence and cut-off flags
 
 
@@ -392,7 +412,7 @@ def test_shipped_card_has_a_calibration_and_results_carry_it():
     assert all(v >= 0 for k, v in cal["error_model"].items())
     res = estimate(ap_radiograph_phantom().image, device="cpu")
     assert 0.0 <= res.confidence <= 1.0
-    assert set(res.quality) == {"expected_smape", "cut_off", "detection_score"}
+    assert set(res.quality) == {"expected_smape", "cut_off", "detection_score", "vertebrae_in_view"}
     assert res.quality["detection_score"] == pytest.approx(float(res.vertebra_scores.mean()), abs=1e-4)
     back = type(res).from_dict(res.to_dict())
     assert back.quality == res.quality and back.confidence == res.confidence

@@ -112,13 +112,16 @@ def cut_off_ends(f: dict[str, float], cal: dict) -> list[str]:
     return [end for end in ("top", "bottom") if _logit(cal[f"cut_{end}"], f) > cal[f"cut_{end}"]["threshold"]]
 
 
-def cut_off_warning(ends: list[str]) -> list[str]:
+def cut_off_warning(ends: list[str], in_view: int | None = None) -> list[str]:
+    """The warning for a spine cut off at ``ends``; ``in_view``: the estimated number of T1-L5
+    vertebrae in the image (:func:`SpineAILib.cobb.predict.vertebrae_in_view`)."""
     if not ends:
         return []
     where = " and ".join(ends)
+    seen = f" About {in_view} of the 17 vertebrae T1-L5 are in view." if in_view is not None and in_view < 17 else ""
     return [f"The spine may be cut off at the {where} of the image: the vertebra detections look like those of "
-            "radiographs with vertebrae outside the image. The angles assume T1 to L5 are all visible; check the "
-            "end vertebrae."]
+            f"radiographs with vertebrae outside the image.{seen} The angles assume T1 to L5 are all visible, and "
+            "the 17 landmark sets are named T1 to L5 regardless; check the end vertebrae."]
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, names: tuple[str, ...], l2: float = 1e-3) -> dict:
