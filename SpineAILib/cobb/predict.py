@@ -31,9 +31,9 @@ TASK = "Cobb angle estimation"
 # 0.37-0.51 and noise 0.43. The single vertebra: under the validation split's lowest (0.31).
 MIN_MEAN_SCORE = 0.5
 MIN_VERTEBRA_SCORE = 0.2
-# The confidence is calibrated on AP radiographs; one whose detections are this weak is hardly
-# ever an AP view (24 of the 26 real lateral radiographs here, 1 of 454 AP ones), so its
-# confidence is at most this.
+# The confidence is calibrated on complete AP radiographs; detections this weak come from other
+# views (24 of the 26 real lateral radiographs here, 1 of the 454 AP ones), cut-off spines or
+# noise, where that calibration does not hold, so such a result's confidence is at most this.
 WEAK_DETECTION_CONFIDENCE = 0.2
 MAX_SIDEWAYS_JUMP = 0.6
 # A vertebra counts as in view when its heatmap peak reaches this (chosen on 126 training
