@@ -360,3 +360,27 @@ def test_uncertain_warning_names_only_the_doubtful_labels():
     assert w.startswith("The label of T1 is uncertain") and "C7" not in w and w.endswith("check it.")
     w = uncertain_warning([t1, c7], [0.5, 1.0])
     assert w.startswith("The labels of C7, T1 are uncertain") and w.endswith("check them.")  # head to feet
+
+
+def test_peak_search_gives_scipy_signal_results():
+    """The disc search's own find_peaks / peak_widths / prominences (which spare a CT command
+    the 1.7 s import of scipy.signal) return SciPy's answers: random walks and stepped profiles
+    with plateaus, every option the search uses."""
+    from scipy import signal
+
+    from SpineAILib.ctcolumn import peaks
+
+    rng = np.random.default_rng(0)
+    checked = 0
+    for t in range(400):
+        n = int(rng.integers(3, 150))
+        x = rng.normal(0, 30, n).cumsum() if t % 2 else rng.integers(0, 6, n).astype(float) * 10
+        for kw in ({}, {"height": 5.0}, {"distance": 7.5, "height": -10.0}, {"prominence": 15.0, "distance": 4}):
+            assert np.array_equal(peaks.find_peaks(x, **kw), signal.find_peaks(x, **kw)[0]), (t, kw)
+        found = signal.find_peaks(x)[0]
+        if len(found):
+            assert np.allclose(peaks.peak_widths(x, found, 0.5), signal.peak_widths(x, found, rel_height=0.5)[0])
+            assert np.allclose(peaks.prominences(x, found)[0], signal.peak_prominences(x, found)[0])
+            checked += 1
+    assert checked > 300
+    assert peaks.local_maxima(np.array([0.0, 2, 2, 2, 1, 3])).tolist() == [2]  # flat top: its middle

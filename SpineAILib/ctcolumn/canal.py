@@ -150,17 +150,18 @@ def profile_cuts(profile: np.ndarray, step_mm: float = 1.0, narrow_mm: float = 1
     osteoporotic body, whose V-shaped valley the closing also marks: at half depth it is 10-27 mm
     wide on the real CTs here, a disc 3-8.5 mm."""
     from scipy import ndimage
-    from scipy.signal import find_peaks, peak_widths
+
+    from SpineAILib.ctcolumn.peaks import find_peaks, peak_widths
 
     p = ndimage.gaussian_filter1d(np.asarray(profile, float), 1.0 / step_mm)
     if len(p) < 3:
         return []
     closed = ndimage.grey_closing(p, size=int(round(narrow_mm / step_mm)) + 1)
     gap = max(1, int(round(min_gap_mm / step_mm)))
-    narrow, _ = find_peaks(closed - p, height=narrow_hu, distance=gap)
+    narrow = find_peaks(closed - p, height=narrow_hu, distance=gap)
     if len(narrow):
-        narrow = narrow[peak_widths(-p, narrow, rel_height=0.5)[0] * step_mm <= max_width_mm]
-    broad, _ = find_peaks(-closed, prominence=broad_hu, distance=gap)
+        narrow = narrow[peak_widths(-p, narrow, rel_height=0.5) * step_mm <= max_width_mm]
+    broad = find_peaks(-closed, prominence=broad_hu, distance=gap)
     cuts = [int(c) for c in narrow]
     for a, b in zip(broad[:-1], broad[1:], strict=True):
         if not any(a < c < b for c in narrow):
