@@ -11,7 +11,7 @@ channel 0 heatmap logit, 1-2 centre offset (x, y), 3-10 corner offsets (TL, TR, 
 in output pixels; with ``levels`` a twelfth channel, the level map (around each vertebra centre
 its index, T1 = 0 .. L5 = 16, C7 = -1, S1 = 17), trained as an auxiliary target. Decoding does
 not use it: read at the peaks it follows their order along the column rather than anatomy, and
-naming by it slipped more spines than the order does (docs/history/results_log.md).
+naming by it slipped more spines than the order does (docs/history/cobb.md).
 """
 
 from __future__ import annotations

@@ -114,7 +114,7 @@ def cut_off_ends(f: dict[str, float], cal: dict) -> list[str]:
 
 def cut_off_warning(ends: list[str], in_view: int | None = None) -> list[str]:
     """The warning for a spine cut off at ``ends``; ``in_view``: the estimated number of T1-L5
-    vertebrae in the image (:func:`SpineAILib.cobb.predict.vertebrae_in_view`)."""
+    vertebrae in the image (``RawPrediction.vertebrae_in_view`` of :mod:`SpineAILib.cobb.predict`)."""
     if not ends:
         return []
     where = " and ".join(ends)

@@ -76,13 +76,13 @@ def make_split(cases, path: Path, seed: int, val_fraction: float) -> dict:
     return data
 
 
-def cut_rows(n_rows: int, rng: np.random.Generator) -> tuple[str, int, int]:
-    """A random cut of 10-35 % of a radiograph's rows at the top or the bottom: (end, first row,
+def cut_rows(n_rows: int, rng: np.random.Generator) -> tuple[int, int]:
+    """A random cut of 10-35 % of a radiograph's rows at the top or the bottom: (first row,
     last row + 1) of what is kept."""
     frac = rng.uniform(0.10, 0.35)
     if rng.random() < 0.5:
-        return "top", int(round(frac * n_rows)), n_rows
-    return "bottom", 0, int(round((1 - frac) * n_rows))
+        return int(round(frac * n_rows)), n_rows
+    return 0, int(round((1 - frac) * n_rows))
 
 
 def build_cache(cases, canvas, cache_file: Path, cut: bool = False, seed: int = 0) -> dict:
@@ -99,7 +99,7 @@ def build_cache(cases, canvas, cache_file: Path, cut: bool = False, seed: int = 
         img = read_image(c.image_path, expect_ndim=2)
         array, first = img.array, 0
         if cut:
-            _, first, last = cut_rows(array.shape[0], rng)
+            first, last = cut_rows(array.shape[0], rng)
             array = array[first:last]
         can, rec = to_canvas(array, tuple(canvas))
         imgs.append(can.astype(np.float16))
