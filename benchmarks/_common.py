@@ -47,18 +47,3 @@ def write_report(folder: str | os.PathLike, stem: str, report: dict, title: str,
     md = [f"# {title}", "", f"Machine {m['cpu']}, commit {m['commit']}, {m['date']}. {intro}", "", *lines]
     (out / f"{stem}.md").write_text("\n".join(md) + "\n", encoding="utf-8")
     return out / f"{stem}.md"
-
-
-def real_ct_cases(data: str | os.PathLike, names: str = "") -> list:
-    """The real CTs with vertebra masks in ``data``/ct (``shared_ct_cases``), only those named
-    in ``names`` (comma-separated) when given; the TotalSegmentator files' orthonormalisation
-    note silenced (it is printed for every case)."""
-    import warnings
-
-    from SpineAILib.training.real_ct import shared_ct_cases
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        cases = shared_ct_cases(data)
-    return [c for c in cases if not names or c.name in names.split(",")]
-

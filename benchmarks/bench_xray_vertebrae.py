@@ -12,7 +12,6 @@ landmarks). Writes docs/benchmarks/xray_vertebrae_<device>.json.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -22,10 +21,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, save  # noqa: E402
 
+from SpineAILib.training.real_ct import default_data_root  # noqa: E402
+
 
 def main() -> int:
     p = argparse.ArgumentParser()
-    default_data = Path(os.environ.get("SPINEAI_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+    default_data = default_data_root()
     p.add_argument("--data", default=str(default_data))
     p.add_argument("--n", type=int, default=10)
     p.add_argument("--device", default="auto")

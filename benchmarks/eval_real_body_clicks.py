@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DOCS, machine, real_ct_cases, write_report  # noqa: E402
+from _common import DOCS, machine, write_report  # noqa: E402
 
 from SpineAILib import anatomy  # noqa: E402
 from SpineAILib.errors import InputError  # noqa: E402
 from SpineAILib.io.image import lps_to_ras  # noqa: E402
-from SpineAILib.training.real_ct import default_data_root  # noqa: E402
+from SpineAILib.training.real_ct import default_data_root, named_ct_cases  # noqa: E402
 from SpineAILib.vertebra_body import predict as body  # noqa: E402
 
 OFFSETS = [np.zeros(3)] + [s * 5.0 * e for e in np.eye(3) for s in (1.0, -1.0)]
@@ -54,7 +54,7 @@ def main() -> int:
     p.add_argument("--compare", action="store_true", help="also without the column's disc planes")
     p.add_argument("--output", default=str(DOCS / "vertebral_body_real"))
     a = p.parse_args()
-    cases = real_ct_cases(a.data, a.cases)
+    cases = named_ct_cases(a.data, a.cases)
     rows = []
     original = body.disc_planes
     for case in cases:

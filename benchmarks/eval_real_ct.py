@@ -23,13 +23,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DOCS, machine, real_ct_cases, write_report  # noqa: E402
+from _common import DOCS, machine, write_report  # noqa: E402
 
 from SpineAILib import anatomy  # noqa: E402
 from SpineAILib.metrics import dice  # noqa: E402
 from SpineAILib.models import load_card  # noqa: E402
 from SpineAILib.preprocessing import resample_to_spacing  # noqa: E402
-from SpineAILib.training.real_ct import default_data_root  # noqa: E402
+from SpineAILib.training.real_ct import default_data_root, named_ct_cases  # noqa: E402
 from SpineAILib.vertebrae import locate  # noqa: E402
 from SpineAILib.vertebrae.evaluate import score_masks  # noqa: E402
 
@@ -58,7 +58,7 @@ def main() -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--output", default=str(DOCS / "vertebrae_real_ct"))
     a = p.parse_args()
-    cases = real_ct_cases(a.data, a.cases)
+    cases = named_ct_cases(a.data, a.cases)
     seen = trained_on()
     rows = []
     for case in cases:

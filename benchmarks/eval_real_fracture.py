@@ -5,7 +5,7 @@ status (`spineai fracture`'s rule) and the Genant grade where one is given.
 None of these vertebrae is known to be fractured (the CTs come without fracture labels; the
 sagittal views show no collapsed body), so every one is presumed normal: the classifier should
 score them low, and a "fracture" status or a grade other than normal is a false positive. The
-shipped classifier was trained on phantoms only.
+shipped classifier's card says which of these CTs its fine-tuning saw (``training.real_ct``).
 
     python benchmarks/eval_real_fracture.py [--cases a,b] [--no-genant] [--models-dir DIR]
 
@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DOCS, machine, real_ct_cases, write_report  # noqa: E402
+from _common import DOCS, machine, write_report  # noqa: E402
 
-from SpineAILib.training.real_ct import default_data_root  # noqa: E402
+from SpineAILib.training.real_ct import default_data_root, named_ct_cases  # noqa: E402
 from SpineAILib.vertebra_body import assess_fractures  # noqa: E402
 
 
@@ -36,7 +36,7 @@ def main() -> int:
     p.add_argument("--models-dir", default=None, help="a folder with another fracture_classifier card and weights")
     p.add_argument("--output", default=str(DOCS / "fracture_real"))
     a = p.parse_args()
-    cases = [c for c in real_ct_cases(a.data, a.cases) if c.centroids]
+    cases = [c for c in named_ct_cases(a.data, a.cases) if c.centroids]
     rows = []
     for case in cases:
         t = time.perf_counter()

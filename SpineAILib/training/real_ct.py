@@ -68,3 +68,16 @@ def shared_ct_cases(data_root: str | os.PathLike) -> list[Case]:
         cents, partial = body_centroids_from_mask(reference)
         cases.append(Case(name, image, cents, f"{d}", partial, reference))
     return cases
+
+
+def named_ct_cases(data_root: str | os.PathLike, names: str = "") -> list[Case]:
+    """:func:`shared_ct_cases` of ``data_root``, only those named in ``names`` (comma-separated;
+    all when empty), in the data's order, with the TotalSegmentator files' orthonormalisation
+    note (printed for every case) silenced."""
+    import warnings
+
+    wanted = [n for n in names.split(",") if n]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cases = shared_ct_cases(data_root)
+    return [c for c in cases if not wanted or c.name in wanted]

@@ -109,18 +109,14 @@ def _real_arrays(case, cache: Path) -> dict:
 
 
 def real_cases(names: str, data: str = "") -> list:
-    """The named real CTs (``SpineAILib.training.real_ct.shared_ct_cases``) with their centroids;
+    """The named real CTs (``SpineAILib.training.real_ct.named_ct_cases``) with their centroids;
     InputError naming the ones that are not there."""
-    import warnings
-
     from SpineAILib.errors import InputError
-    from SpineAILib.training.real_ct import default_data_root, shared_ct_cases
+    from SpineAILib.training.real_ct import default_data_root, named_ct_cases
 
     wanted = [n for n in names.split(",") if n]
     root = data or default_data_root()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TotalSegmentator files' orthonormalisation note
-        cases = {c.name: c for c in shared_ct_cases(root) if c.name in wanted and c.centroids}
+    cases = {c.name: c for c in named_ct_cases(root, names) if c.centroids}
     missing = [n for n in wanted if n not in cases]
     if missing:
         raise InputError(f"Real CT cases not found (or without vertebra masks) in {root}/ct: {', '.join(missing)}.")

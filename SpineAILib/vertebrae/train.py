@@ -98,7 +98,6 @@ def _phantom_job(args):
 
 
 def load_training_arrays(cfg: VertebraeTrainConfig, log=print) -> list[dict]:
-
     cache = Path(cfg.output) / "cache"
     cache.mkdir(parents=True, exist_ok=True)
     paths = []
