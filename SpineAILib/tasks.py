@@ -284,31 +284,58 @@ def _cervical_arguments(p: argparse.ArgumentParser) -> None:
 
 # At least this many of C3-C7 named (with corners) by the lateral labelling make its region the answer.
 CERVICAL_MIN_NAMED = 3
+# The labelling's corners sit inside the expert's (regression to the vertebra centre): each
+# vertebra's corners are scaled about their mean by this factor before the region is drawn.
+# Chosen by Dice on the 20 training radiographs and 2 neck views of each (1.0 / 1.1 / 1.2 / 1.3:
+# Dice 0.880 / 0.886 / 0.873 / 0.851, sensitivity 0.83 / 0.88 / 0.91 / 0.93).
+CERVICAL_CORNER_SCALE = 1.1
+
+
+def c3_c7_corners(result):
+    """(5, 4, 2) corners px of C3..C7 (``anatomy.LATERAL_CORNERS`` order) from a lateral labelling
+    result. The region runs from C3's top to C7's bottom by definition, so a vertebra of C3-C7 the
+    labelling did not name is placed by its nearest named neighbour among C3-T1 moved by the
+    per-level step of the line through the named centres of C2-T2 (NaN where fewer than two)."""
+    import numpy as np
+
+    from SpineAILib.anatomy import LATERAL_CORNERS, LATERAL_VERTEBRAE
+
+    first, last = LATERAL_VERTEBRAE.index("C3"), LATERAL_VERTEBRAE.index("C7")
+    rows = range(LATERAL_VERTEBRAE.index("C2"), LATERAL_VERTEBRAE.index("T2") + 1)
+    corners = np.full((len(LATERAL_VERTEBRAE), len(LATERAL_CORNERS), 2), np.nan)
+    centres = {}
+    for i in rows:
+        v = result.find(LATERAL_VERTEBRAE[i])
+        if v is not None:
+            centres[i] = np.asarray(v.centroid, float)
+            corners[i] = [v.corners.get(k, (np.nan, np.nan)) for k in LATERAL_CORNERS]
+    complete = [i for i in range(first, last + 2) if not np.isnan(corners[i]).any()]
+    if len(centres) >= 2 and complete:
+        idx = np.array(sorted(centres))
+        step = np.array([np.polyfit(idx, [centres[i][k] for i in idx], 1)[0] for k in (0, 1)])
+        for i in range(first, last + 1):
+            if np.isnan(corners[i]).any():
+                j = min(complete, key=lambda c: abs(c - i))
+                corners[i] = corners[j] + (i - j) * step
+    return corners[first:last + 1]
 
 
 def cervical_region_from_labels(result, shape: tuple[int, int]):
     """(region mask (rows, cols) bool, names used) of the C3-C7 region as Al Arif et al. draw it
-    from endplate corners: down the posterior corners from C3's top to C7's bottom and back up
-    the anterior corners; None when fewer than CERVICAL_MIN_NAMED of C3-C7 were named."""
+    from endplate corners (``cervical.data.c3_c7_polygon``): the named vertebrae's corners, those
+    of C3-C7 vertebrae not named placed by their neighbours (:func:`c3_c7_corners`), each scaled by
+    CERVICAL_CORNER_SCALE about its centre; None when fewer than CERVICAL_MIN_NAMED of C3-C7 were
+    named."""
     import numpy as np
-    from matplotlib.path import Path as PolyPath
+
+    from SpineAILib.cervical.data import c3_c7_polygon, polygon_mask
 
     names = [n for n in ("C3", "C4", "C5", "C6", "C7") if result.find(n) is not None]
     if len(names) < CERVICAL_MIN_NAMED:
         return None, names
-    post, ant = [], []
-    for n in names:
-        corners = result.find(n).corners
-        post += [corners[k] for k in ("top_posterior", "bottom_posterior") if k in corners]
-        ant += [corners[k] for k in ("top_anterior", "bottom_anterior") if k in corners]
-    pts = np.array(sorted(post, key=lambda p: p[1]) + sorted(ant, key=lambda p: -p[1]), float)
-    rows, cols = shape
-    x0, y0 = np.clip(np.floor(pts.min(0)).astype(int), 0, [cols - 1, rows - 1])
-    x1, y1 = np.clip(np.ceil(pts.max(0)).astype(int), 0, [cols - 1, rows - 1])
-    region = np.zeros(shape, bool)
-    yy, xx = np.mgrid[y0:y1 + 1, x0:x1 + 1]
-    inside = PolyPath(pts).contains_points(np.stack([xx.ravel(), yy.ravel()], 1)).reshape(xx.shape)
-    region[y0:y1 + 1, x0:x1 + 1] = inside
+    corners = c3_c7_corners(result)
+    centres = np.nanmean(corners, axis=1, keepdims=True)
+    region = polygon_mask(c3_c7_polygon(centres + CERVICAL_CORNER_SCALE * (corners - centres)), shape)
     return (region if region.any() else None), names
 
 

@@ -226,3 +226,73 @@ def test_training_script_takes_a_folder_of_real_images(tmp_path):
     (tmp_path / "data" / "masks" / "case0.png").unlink()
     with pytest.raises(InputError, match="No mask for case0.png"):
         folder_samples(tmp_path / "data")
+
+
+def test_polygon_mask_and_c3_c7_polygon_exact():
+    """The reference region: pixel centres inside the polygon down the posterior corners and up
+    the anterior ones; NaN corners are skipped."""
+    from SpineAILib.cervical.data import c3_c7_polygon, polygon_mask
+
+    square = polygon_mask(np.array([[1.5, 1.5], [5.5, 1.5], [5.5, 4.5], [1.5, 4.5]]), (8, 10))
+    expect = np.zeros((8, 10), bool)
+    expect[2:5, 2:6] = True
+    np.testing.assert_array_equal(square, expect)
+    assert not polygon_mask(np.zeros((2, 2)), (4, 4)).any()
+    # two stacked vertebrae facing right: posterior x = 10, anterior x = 30 (corner order
+    # top posterior, top anterior, bottom posterior, bottom anterior)
+    corners = np.array([[[10, 0], [30, 0], [10, 8], [30, 8]], [[10, 10], [30, 10], [10, 18], [np.nan, np.nan]]],
+                       float)
+    poly = c3_c7_polygon(corners)
+    np.testing.assert_array_equal(poly, [[10, 0], [10, 8], [10, 10], [10, 18], [30, 10], [30, 8], [30, 0]])
+
+
+def test_missing_c3_is_placed_by_its_neighbours():
+    """The region runs from C3's top to C7's bottom: a C3 the labelling did not name is placed
+    one level above C4 (the step of the line through the named centres)."""
+    from SpineAILib.anatomy import LATERAL_CORNERS
+    from SpineAILib.tasks import c3_c7_corners, cervical_region_from_labels
+    from SpineAILib.xray_vertebrae.predict import VertebraFinding, XrayVertebraeResult
+
+    def vertebra(name, k):  # level k: 40 px per level down, 2 px per level to the right
+        x, y = 100 + 2 * k, 100 + 40 * k
+        pts = dict(zip(LATERAL_CORNERS, [(x, y - 15), (x + 30, y - 15), (x, y + 15), (x + 30, y + 15)], strict=True))
+        return VertebraFinding(name, (x + 15, y), pts, 0.9)
+
+    names = ["C2", "C3", "C4", "C5", "C6", "C7", "T1"]
+    full = XrayVertebraeResult("lateral", [vertebra(n, k) for k, n in enumerate(names)], None)
+    gap = XrayVertebraeResult("lateral", [vertebra(n, k) for k, n in enumerate(names) if n != "C3"], None)
+    np.testing.assert_allclose(c3_c7_corners(gap), c3_c7_corners(full), atol=1e-6)
+    a, _ = cervical_region_from_labels(full, (600, 400))
+    b, used = cervical_region_from_labels(gap, (600, 400))
+    assert used == ["C4", "C5", "C6", "C7"] and np.array_equal(a, b)
+    assert a[130, 120] and a[310, 125] and not a[110, 120] and not a[325, 125]  # C3 top 125, C7 bottom 315
+    too_few = XrayVertebraeResult("lateral", [vertebra(n, k) for k, n in enumerate(names) if n in ("C2", "C4", "T1")],
+                                  None)
+    assert cervical_region_from_labels(too_few, (600, 400))[0] is None
+
+
+def test_real_lateral_views_and_coco_training(tmp_path, data_dir):
+    """Views cut from the real whole-spine radiographs keep the C3-C7 reference region whole
+    (lateral cervical views) or hold none of it (views below T2); the training script
+    takes a COCO-keypoint collection."""
+    from SpineAILib.cervical.data import c3_c7_region, has_neck, lateral_views
+    from SpineAILib.cervical.train import CervicalTrainConfig, run
+    from SpineAILib.io.lateral_keypoints import load_coco_keypoints
+
+    case = next(c for c in load_coco_keypoints(data_dir / "xray_lateral") if has_neck(c))
+    region = c3_c7_region(case)
+    assert region.shape == (case.size[1], case.size[0]) and 5000 < region.sum() < 0.05 * region.size
+    views = lateral_views(case, 3, np.random.default_rng(0), whole=True, lower_views=2)
+    assert [n.removeprefix(case.name) for n, _, _ in views] == ["", "-neck0", "-neck1", "-neck2", "-lower0",
+                                                                 "-lower1"]
+    for name, img, mask in views:
+        assert img.shape == mask.shape
+        if "neck" in name:
+            assert mask.sum() >= 0.98 * region.sum() and img.shape[0] < 0.5 * region.shape[0]
+        elif "lower" in name:
+            assert not mask.any()
+    results = run(CervicalTrainConfig(output=str(tmp_path / "run"), coco=str(data_dir / "xray_lateral"),
+                                      variants=["FCN"], views=1, lower_views=1, test_views=1, n_train=0,
+                                      steps=2, batch_size=2, device="cpu"))
+    assert results[0]["test_samples"] == 6  # one cervical view per validation radiograph
+    assert 0 <= results[0]["metrics"]["sensitivity_original"]["mean"] <= 1

@@ -12,9 +12,9 @@ import pytest
 
 from SpineAILib.anatomy import LATERAL_VERTEBRAE
 from SpineAILib.errors import InputError
+from SpineAILib.io.lateral_keypoints import keypoint_slots, load_coco_keypoints, vertebra_centroids
 from SpineAILib.phantoms import LateralSpinePhantomConfig, lateral_spine_phantom
 from SpineAILib.xray_vertebrae.alignment import sagittal_alignment
-from SpineAILib.xray_vertebrae.data import keypoint_slots, load_coco_keypoints, vertebra_centroids
 from SpineAILib.xray_vertebrae.model import anatomical_corners, assign_labels, soft_argmax
 from SpineAILib.xray_vertebrae.outputs import CSV_HEADER, csv_row, image_stem, read_outputs, write_outputs
 from SpineAILib.xray_vertebrae.predict import VertebraFinding, XrayVertebraeResult, consistency_warnings

@@ -21,7 +21,7 @@ from SpineAILib.xray_vertebrae.evaluate import C3_L5, identify
 
 @pytest.fixture(scope="module")
 def val_cases(data_dir):
-    from SpineAILib.xray_vertebrae.data import default_split, load_coco_keypoints
+    from SpineAILib.io.lateral_keypoints import default_split, load_coco_keypoints
 
     cases = load_coco_keypoints(data_dir / "xray_lateral")
     val = default_split(cases)["val"]
@@ -137,8 +137,7 @@ def test_scene_markups_match_the_result(val_results, val_cases):
 
 
 def test_cervical_region_from_the_vertebra_labels(val_cases):
-    from matplotlib.path import Path as PolyPath
-
+    from SpineAILib.cervical.data import c3_c7_region
     from SpineAILib.metrics import binary_metrics
     from SpineAILib.phantoms import lateral_cervical_phantom
     from SpineAILib.tasks import localize_cervical
@@ -148,15 +147,11 @@ def test_cervical_region_from_the_vertebra_labels(val_cases):
         img = read_image(c.image_path)
         r = localize_cervical(img, device="cpu")
         assert r.model.startswith("xray_vertebrae_lateral") and r.found
-        # the reference region: down the posterior corners C3 top .. C7 bottom, up the anterior ones
-        i3, i7 = LATERAL_VERTEBRAE.index("C3"), LATERAL_VERTEBRAE.index("C7")
-        post = sorted([p for i in range(i3, i7 + 1) for p in (c.corners[i, 0], c.corners[i, 2])], key=lambda p: p[1])
-        ant = sorted([p for i in range(i3, i7 + 1) for p in (c.corners[i, 1], c.corners[i, 3])], key=lambda p: -p[1])
-        yy, xx = np.mgrid[0:img.array.shape[0], 0:img.array.shape[1]]
-        gt = PolyPath(np.array(post + ant)).contains_points(np.stack([xx.ravel(), yy.ravel()], 1)).reshape(xx.shape)
-        m = binary_metrics(r.region, gt)
+        m = binary_metrics(r.region, c3_c7_region(c))  # the expert corners' C3-C7 region
         sens.append(m["sensitivity"])
         spec.append(m["specificity"])
-    assert np.mean(sens) > 0.7 and min(spec) > 0.99  # mean 0.76 / min 0.998 with the shipped model
+    # mean 0.82 / min 0.998 with the shipped model (0.76 before C3-C7 vertebrae the labelling
+    # missed were placed by their neighbours)
+    assert np.mean(sens) > 0.79 and min(spec) > 0.99
     # where the labels name too few cervical vertebrae (the simple phantom) the FCN answers
     assert localize_cervical(lateral_cervical_phantom().image, device="cpu").model == "cervical_fcn_r"

@@ -4,10 +4,16 @@ Pre-processing (the paper's): pad the radiograph with zeros to a square, resize 
 bicubic interpolation. The ground truth is the C3-C7 vertebra masks resized the same way, closed
 into one connected region. :class:`CanvasRecord` maps predictions back (resize up, drop padding).
 
-Real data folder layout (for users who have annotated lateral radiographs)::
+Real data, two layouts:
+
+* a folder of radiographs with C3-C7 masks (for users who have drawn them)::
 
     <root>/images/<name>.(png|jpg|dcm|nrrd|...)
     <root>/masks/<name>.(png|nrrd|nii.gz)   # C3-C7 mask (nonzero = spine), same pixel grid
+
+* lateral radiographs with endplate corners as COCO keypoints (``io.lateral_keypoints``): the
+  region is drawn from the corners as Al Arif et al. define it (:func:`c3_c7_region`), and
+  lateral cervical views are cut from whole-spine radiographs (:func:`lateral_samples`).
 """
 
 from __future__ import annotations
@@ -17,11 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
+from SpineAILib.anatomy import LATERAL_VERTEBRAE
 from SpineAILib.errors import InputError
 from SpineAILib.io import read_image
+from SpineAILib.io.lateral_keypoints import LateralCase
 from SpineAILib.phantoms import CervicalPhantomConfig, lateral_cervical_phantom
 from SpineAILib.preprocessing import CanvasRecord, fit_to_canvas
 from SpineAILib.preprocessing.canvas import _resample_2d
+from SpineAILib.training.lateral_views import NECK_ROWS, neck_view_box
 
 SIZE = 100
 
@@ -99,4 +108,109 @@ def folder_samples(root: str | Path, keep_masks: bool = True) -> list[Sample]:
             raise InputError(f"Mask {masks[0].name} has shape {mask.shape}, image {img.array.shape}; they must match.")
         canvas, rec = to_canvas(img.array)
         out.append(Sample(stem, canvas, region_target(mask, rec), rec, mask if keep_masks else None))
+    return out
+
+
+C3_C7_ROWS = slice(LATERAL_VERTEBRAE.index("C3"), LATERAL_VERTEBRAE.index("C7") + 1)
+
+
+def polygon_mask(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(rows, cols) bool mask of the pixel centres inside the polygon ``points`` (K, 2) (x, y) px."""
+    from matplotlib.path import Path as PolyPath
+
+    pts = np.asarray(points, float)
+    rows, cols = shape
+    region = np.zeros(shape, bool)
+    if len(pts) < 3:
+        return region
+    x0, y0 = np.clip(np.floor(pts.min(0)).astype(int), 0, [cols - 1, rows - 1])
+    x1, y1 = np.clip(np.ceil(pts.max(0)).astype(int), 0, [cols - 1, rows - 1])
+    yy, xx = np.mgrid[y0:y1 + 1, x0:x1 + 1]
+    inside = PolyPath(pts).contains_points(np.stack([xx.ravel(), yy.ravel()], 1)).reshape(xx.shape)
+    region[y0:y1 + 1, x0:x1 + 1] = inside
+    return region
+
+
+def c3_c7_polygon(corners: np.ndarray) -> np.ndarray:
+    """The C3-C7 region of Al Arif et al. from endplate corners: down the posterior corners from
+    C3's top to C7's bottom and back up the anterior corners.
+
+    ``corners``: (V, 4, 2) px (x, y) of consecutive vertebrae in ``anatomy.LATERAL_CORNERS`` order
+    (top posterior, top anterior, bottom posterior, bottom anterior); NaN corners are skipped.
+    Returns the polygon (K, 2)."""
+    c = np.asarray(corners, float)
+    post = [p for p in c[:, [0, 2]].reshape(-1, 2) if not np.isnan(p).any()]
+    ant = [p for p in c[:, [1, 3]].reshape(-1, 2) if not np.isnan(p).any()]
+    return np.array(sorted(post, key=lambda p: p[1]) + sorted(ant, key=lambda p: -p[1]), float).reshape(-1, 2)
+
+
+def c3_c7_region(case: LateralCase, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """(rows, cols) bool reference region of an annotated lateral radiograph (all of C3-C7
+    labelled: otherwise an InputError)."""
+    corners = case.corners[C3_C7_ROWS]
+    if np.isnan(corners).any():
+        raise InputError(f"{case.name}: C3-C7 are not all labelled; the reference region needs their 20 corners.")
+    return polygon_mask(c3_c7_polygon(corners), shape or (case.size[1], case.size[0]))
+
+
+def has_neck(case: LateralCase) -> bool:
+    """Whether C3..T2 are all labelled (a lateral cervical view can be cut and scored)."""
+    return not np.isnan(case.corners[C3_C7_ROWS]).any() and not np.isnan(case.centroids[NECK_ROWS]).any()
+
+
+def _box_pixels(box: tuple[float, float, float, float]) -> tuple[int, int, int, int]:
+    x0, x1, y0, y1 = box
+    return int(round(x0 + 0.5)), int(round(x1 + 0.5)), int(round(y0 + 0.5)), int(round(y1 + 0.5))
+
+
+def lateral_views(case: LateralCase, neck_views: int, rng: np.random.Generator, whole: bool = False,
+                  lower_views: int = 0) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(name, image (rows, cols), C3-C7 reference mask) views of one annotated lateral
+    radiograph (C3..T2 labelled, see :func:`has_neck`): ``neck_views`` lateral cervical views
+    (:func:`training.lateral_views.neck_view_box`: top of the image to below T2, about square;
+    nothing outside the view is kept, as in a real neck radiograph), the whole radiograph if
+    ``whole`` and ``lower_views`` views below T2 (thorax and lumbar spine: the region is not in
+    them)."""
+    img = read_image(case.image_path, expect_ndim=2).array
+    region = c3_c7_region(case, img.shape)
+    views = []
+    if whole:
+        views.append((case.name, img, region))
+    for k in range(neck_views):
+        x0, x1, y0, y1 = _box_pixels(neck_view_box(case.centroids[NECK_ROWS], img.shape, rng))
+        views.append((f"{case.name}-neck{k}", img[y0:y1, x0:x1], region[y0:y1, x0:x1]))
+    below = case.centroids[NECK_ROWS][-1, 1]
+    for k in range(lower_views):
+        top = rng.uniform(below, max(below + 1, img.shape[0] * 0.6))
+        height = rng.uniform(0.3, 1.0) * (img.shape[0] - top)
+        y0, y1 = int(top), int(min(img.shape[0], top + max(height, 16)))
+        views.append((f"{case.name}-lower{k}", img[y0:y1], np.zeros((y1 - y0, img.shape[1]), bool)))
+    return views
+
+
+def lateral_samples(cases: list[LateralCase], neck_views: int, rng: np.random.Generator, whole: bool = False,
+                    lower_views: int = 0, keep_masks: bool = False) -> list[Sample]:
+    """Network samples of :func:`lateral_views` of every case with C3..T2 labelled."""
+    out = []
+    for case in cases:
+        if not has_neck(case):
+            continue
+        for name, array, mask in lateral_views(case, neck_views, rng, whole, lower_views):
+            canvas, rec = to_canvas(array)
+            out.append(Sample(name, canvas, region_target(mask, rec), rec, mask if keep_masks else None))
+    return out
+
+
+def negative_samples(paths: list[Path], n: int, rng: np.random.Generator) -> list[Sample]:
+    """``n`` samples with empty targets from radiographs of other views (e.g. AP): the whole
+    image or a random window of 40-100 percent of its height, cycling through ``paths``."""
+    out = []
+    for k in range(n):
+        img = read_image(paths[k % len(paths)], expect_ndim=2).array
+        if rng.random() < 0.5:
+            frac = rng.uniform(0.4, 1.0)
+            top = int(rng.uniform(0, (1 - frac) * img.shape[0]))
+            img = img[top:top + max(16, int(frac * img.shape[0]))]
+        canvas, rec = to_canvas(img)
+        out.append(Sample(f"negative-{k}", canvas, np.zeros(canvas.shape, np.uint8), rec))
     return out

@@ -17,6 +17,22 @@ from SpineAILib.models import ModelCard, default_models_dir, write_card
 from SpineAILib.training import git_commit
 
 
+def _data_description(cfg: dict) -> str:
+    if cfg.get("coco"):
+        return (f"REAL lateral radiographs with endplate corners (the {Path(cfg['coco']).name} collection): the "
+                f"training images of the seeded split (io.lateral_keypoints.default_split), {cfg['views']} lateral "
+                f"cervical views cut from each at random framings and {cfg['lower_views']} views below the neck "
+                "(empty targets); "
+                f"{cfg['n_train']} lateral cervical phantoms; "
+                + (f"{cfg['n_negatives']} radiographs of other views from {Path(cfg['negatives']).name} "
+                   "(empty targets); " if cfg.get("negatives") else "")
+                + f"tested on {cfg['test_views']} fixed cervical views of each validation image")
+    if cfg.get("data"):
+        return cfg["data"]
+    return ("SYNTHETIC lateral cervical phantoms only (SpineAILib.phantoms.lateral_cervical_phantom, random size/"
+            "rotation/curvature/contrast/noise/implants); no real radiographs were available")
+
+
 def export(run: str, variant: str = "FCN-R", models_dir: str | None = None, name: str = MODEL_NAME) -> Path:
     run_dir = Path(run)
     out = Path(models_dir or default_models_dir())
@@ -32,17 +48,18 @@ def export(run: str, variant: str = "FCN-R", models_dir: str | None = None, name
                "channels": 1},
         intensity={"type": "minmax", "range": [0, 1]},
         labels={"0": "background", "1": "cervical spine C3-C7 region"},
-        training={"data": ("SYNTHETIC lateral cervical phantoms only (SpineAILib.phantoms.lateral_cervical_phantom, "
-                           "random size/rotation/curvature/contrast/noise/implants); no real radiographs were "
-                           "available" if not cfg.get("data") else cfg["data"]),
+        training={"data": _data_description(cfg), "initialised_from": cfg.get("init") or None,
                   "variant": variant, "region_aware_weight": cfg["region_weight"] if variant.endswith("-R") else 0,
                   "n_train": cfg["n_train"], "n_test": cfg["n_test"], "steps": res["steps"],
                   "batch_size": cfg["batch_size"], "optimizer": f"RMSprop lr {cfg['lr']}",
                   "augmentation": "rigid rotations 0-355 degrees in 5 degree steps", "seed": cfg["seed"],
                   "train_seconds": round(res["train_seconds"], 1), "parameters": res["parameters"]},
-        metrics={"held_out_phantoms": res["metrics"]}, commit=git_commit(), date=dt.date.today().isoformat(),
-        description="Region-aware cervical spine localisation (Al Arif et al.), trained on phantoms: expect it to "
-                    "need retraining on real lateral radiographs (spineai train cervical --data FOLDER).",
+        metrics={("held_out_real_neck_views" if cfg.get("coco") else "held_out_phantoms"): res["metrics"]},
+        commit=git_commit(), date=dt.date.today().isoformat(),
+        description=("Region-aware cervical spine localisation (Al Arif et al.), trained on real lateral cervical "
+                     "views, phantoms and views of other kinds." if cfg.get("coco") else
+                     "Region-aware cervical spine localisation (Al Arif et al.), trained on phantoms: expect it to "
+                     "need retraining on real lateral radiographs (spineai train cervical --coco FOLDER)."),
     )
     return write_card(card, out)
 

@@ -2,6 +2,14 @@
 the region-aware term "-R") on phantoms or on a folder of real radiographs with masks.
 
     spineai train cervical --output runs/cervical [--variants FCN-R,UNet] [--data FOLDER]
+    spineai train cervical --output runs/cervical_real --coco $SPINEAI_DATA/xray_lateral \
+        [--negatives $SPINEAI_DATA/aasce] [--n-train 200]
+
+With ``--coco`` (lateral radiographs with endplate corners, ``io.lateral_keypoints``) the
+training images of the seeded split (``default_split``) give lateral cervical views cut at random
+framings (top to below T2, about square) and views below the neck (empty targets), mixed with
+``--n-train`` phantoms and ``--n-negatives`` radiographs of other views; the test set is
+``--test-views`` fixed framings of each validation image.
 
 As in the paper: rigid rotations from 5 to 355 degrees in 5 degree steps, RMSprop, batch 10,
 from scratch, equal weights of the two loss terms (configurable). Writes per variant the fp16
@@ -19,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from SpineAILib.cervical.data import Sample, folder_samples, phantom_samples
+from SpineAILib.cervical.data import Sample, folder_samples, lateral_samples, negative_samples, phantom_samples
 from SpineAILib.cervical.losses import localisation_loss
 from SpineAILib.cervical.networks import build, count_parameters
 from SpineAILib.metrics import binary_metrics, n_regions, summarize
@@ -35,6 +43,12 @@ VARIANTS = ("FCN", "FCN-R", "DeConvNet", "DeConvNet-R", "UNet", "UNet-R")
 class CervicalTrainConfig:
     output: str = option("runs/cervical", "run folder (config, histories, weights, table.json/.md)")
     data: str = option("", "folder with images/ and masks/ (default: phantoms)")
+    coco: str = option("", "folder with images/ and annotations.json (lateral endplate corners, COCO keypoints)")
+    views: int = option(40, "with --coco: lateral cervical views (top to below T2) per training radiograph")
+    lower_views: int = option(4, "with --coco: views below the neck per training radiograph (empty targets)")
+    test_views: int = option(5, "with --coco: fixed cervical views of each validation radiograph")
+    negatives: str = option("", "folder of radiographs of other views (e.g. AP), shown with empty targets")
+    n_negatives: int = option(100, "with --negatives: how many")
     variants: list[str] = option(list(VARIANTS), "variants to train (comma-separated)")
     n_train: int = option(400, "training phantoms")
     n_test: int = option(60, "test phantoms")
@@ -43,6 +57,8 @@ class CervicalTrainConfig:
     lr: float = option(1e-3, "RMSprop learning rate")
     region_weight: float = option(1.0, "weight of L_r in the -R variants (the log loss weight is 1)")
     n_t: int = option(1, "the region term's n_t")
+    init: str = option("", "start the variants of this model card's architecture from its weights (e.g. "
+                           "cervical_fcn_r, trained on phantoms); the others start from scratch")
     seed: int = option(0, "random seed")
     device: str = option("auto", "auto, cpu, cuda, cuda:N or mps")
     threads: int = option(0, "CPU threads (0: every core)")
@@ -113,11 +129,23 @@ def train_variant(variant: str, train: list[Sample], test: list[Sample], cfg: Ce
                     threads=cfg.threads, log_file=f"{variant}_history.csv",
                     log_fields=["step", "loss", "log_loss", "region_term", "seconds"], log_every=50, checkpoint=None,
                     final_weights=f"{variant}_fp16.pt")
-    result = run_training(spec, lambda: build(arch), lambda net: torch.optim.RMSprop(net.parameters(), lr=cfg.lr),
+    def make():
+        net = build(arch)
+        if cfg.init:
+            from SpineAILib.models import load_card
+            from SpineAILib.models.registry import read_state_dict, verify_weights
+
+            card = load_card(cfg.init)
+            if card.architecture_kwargs.get("variant") == arch:
+                net.load_state_dict(read_state_dict(verify_weights(card)))
+                print(f"{variant}: starting from {card.name}", flush=True)
+        return net
+
+    result = run_training(spec, make, lambda net: torch.optim.RMSprop(net.parameters(), lr=cfg.lr),
                           step)
     probs = predict_maps(result.net, np.stack([s.canvas for s in test]), result.device)
     return {"variant": variant, "parameters": count_parameters(result.net), "train_seconds": result.seconds,
-            "steps": cfg.steps, "metrics": evaluate_samples(probs, test)}
+            "steps": cfg.steps, "test_samples": len(test), "metrics": evaluate_samples(probs, test)}
 
 
 def format_table(results: list[dict]) -> str:
@@ -133,11 +161,49 @@ def format_table(results: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def image_files(folder: str | Path) -> list[Path]:
+    """The radiographs of a folder (or of its ``images/`` subfolder), sorted."""
+    root = Path(folder)
+    root = root / "images" if (root / "images").is_dir() else root
+    exts = (".png", ".jpg", ".jpeg", ".dcm", ".nrrd", ".nii", ".gz", ".mha", ".tif", ".tiff")
+    return sorted(p for p in root.iterdir() if p.suffix.lower() in exts)
+
+
+def coco_split(cfg: CervicalTrainConfig) -> tuple[list[Sample], list[Sample]]:
+    """(training, test) samples from a COCO-keypoint lateral collection (see the module doc)."""
+    from SpineAILib.io.lateral_keypoints import default_split, load_coco_keypoints
+
+    cases = load_coco_keypoints(cfg.coco)
+    split = default_split(cases)
+    rng = np.random.default_rng(cfg.seed)
+    train = lateral_samples([c for c in cases if c.name in split["train"]], cfg.views, rng,
+                            lower_views=cfg.lower_views)
+    if cfg.n_train:
+        train += phantom_samples(cfg.n_train, seed=cfg.seed)
+    if cfg.negatives and cfg.n_negatives:
+        files = image_files(cfg.negatives)
+        pick = [files[i] for i in rng.choice(len(files), min(cfg.n_negatives, len(files)), replace=False)]
+        train += negative_samples(pick, cfg.n_negatives, rng)
+    # fixed framings of the validation images, the same for every run and seed
+    test = lateral_samples([c for c in cases if c.name in split["val"]], cfg.test_views,
+                           np.random.default_rng(10_000), keep_masks=True)
+    return train, test
+
+
 def run(cfg: CervicalTrainConfig) -> list[dict]:
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.json")
-    if cfg.data:
+    if cfg.coco:
+        # cached, so that variants trained in separate runs see the same samples
+        cache = out / (f"coco_{cfg.views}_{cfg.lower_views}_{cfg.test_views}_{cfg.n_train}_"
+                       f"{cfg.n_negatives if cfg.negatives else 0}_{cfg.seed}.pkl")
+        if cache.is_file():
+            train, test = pickle.loads(cache.read_bytes())
+        else:
+            train, test = coco_split(cfg)
+            cache.write_bytes(pickle.dumps((train, test)))
+    elif cfg.data:
         samples = folder_samples(cfg.data)
         rng = np.random.default_rng(cfg.seed)
         order = rng.permutation(len(samples))

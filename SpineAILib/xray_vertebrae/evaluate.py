@@ -25,9 +25,9 @@ import numpy as np
 
 from SpineAILib.anatomy import AASCE_VERTEBRAE, LATERAL_VERTEBRAE
 from SpineAILib.io import read_image
+from SpineAILib.io.lateral_keypoints import default_split, load_coco_keypoints
 from SpineAILib.xray_vertebrae import predict as _predict
 from SpineAILib.xray_vertebrae.alignment import ALIGNMENT_COLUMNS, sagittal_alignment
-from SpineAILib.xray_vertebrae.data import default_split, load_coco_keypoints
 from SpineAILib.xray_vertebrae.model import DECODINGS
 from SpineAILib.xray_vertebrae.predict import label
 

@@ -58,7 +58,7 @@ def export(run: str, models_dir: str | None = None, name: str = MODEL_NAME, metr
                           "open test set of the vertebrae_detection collection, 25 whole-spine + 1 lumbar); "
                           f"{summary.get('negatives', cfg.get('n_negatives'))} AASCE AP radiographs as negatives "
                           "(empty targets)",
-                  "split": "seeded from the image names: xray_vertebrae.data.default_split (seed 0, 6 validation "
+                  "split": "seeded from the image names: io.lateral_keypoints.default_split (seed 0, 6 validation "
                            "images; one image per patient)",
                   "train_cases": summary.get("train_cases"), "val_cases": summary.get("val_cases"),
                   "seed": cfg["seed"], "steps": cfg["steps"], "batch_size": cfg["batch_size"], "lr": cfg["lr"],

@@ -25,10 +25,11 @@ import numpy as np
 from SpineAILib.anatomy import LATERAL_VERTEBRAE
 from SpineAILib.device import autocast, describe_device
 from SpineAILib.io import read_image
+from SpineAILib.io.lateral_keypoints import load_coco_keypoints, split_names, vertebra_centroids
 from SpineAILib.training import save_config
 from SpineAILib.training.config import option, parse_config
+from SpineAILib.training.lateral_views import NECK_ROWS, neck_view_box
 from SpineAILib.training.loop import LoopSpec, one_cycle, run_training
-from SpineAILib.xray_vertebrae.data import load_coco_keypoints, split_names, vertebra_centroids
 from SpineAILib.xray_vertebrae.model import (
     ID_TEMPERATURE,
     LEVEL,
@@ -129,14 +130,11 @@ def random_matrix(shape: tuple[int, int], centroids: np.ndarray, cfg, rng: np.ra
     h, w = shape
     window = columns = None
     ys = centroids[~np.isnan(centroids[:, 1]), 1]
-    neck = centroids[1:8]  # C3..T2 (index 1..7)
+    neck = centroids[NECK_ROWS]  # C3..T2
     if rng.random() < cfg.neck_rate and not np.isnan(neck).any():
         # a lateral cervical view: from the top to below T2, about as wide as high, around the neck
-        bottom = min(h - 0.5, neck[-1, 1] + rng.uniform(0.5, 3) * np.median(np.diff(neck[:, 1])))
-        top = max(-0.5, rng.uniform(-0.5, 0.3 * neck[0, 1]))
-        width = (bottom - top) * rng.uniform(0.7, 1.2)
-        cx = neck[:, 0].mean() + rng.uniform(-0.15, 0.15) * width
-        window, columns = (top, bottom), (max(-0.5, cx - width / 2), min(w - 0.5, cx + width / 2))
+        x0, x1, top, bottom = neck_view_box(neck, shape, rng)
+        window, columns = (top, bottom), (x0, x1)
         if box is not None:
             box.append((*columns, *window))
     elif rng.random() < cfg.crop_rate:
