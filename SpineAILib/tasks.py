@@ -289,6 +289,10 @@ CERVICAL_MIN_NAMED = 3
 # Chosen by Dice on the 20 training radiographs and 2 neck views of each (1.0 / 1.1 / 1.2 / 1.3:
 # Dice 0.880 / 0.886 / 0.873 / 0.851, sensitivity 0.83 / 0.88 / 0.91 / 0.93).
 CERVICAL_CORNER_SCALE = 1.1
+# Where the labelling places no neck, the FCN's region on the whole image is kept from this mean
+# probability on: on the validation views, real neck views 0.78-0.85 and phantoms 0.87-0.91, the
+# AP and thoracolumbar views it marked 0.51-0.64.
+CERVICAL_FCN_ALONE_CONFIDENCE = 0.7
 
 
 def c3_c7_corners(result):
@@ -340,31 +344,80 @@ def cervical_region_from_labels(result, shape: tuple[int, int]):
 
 
 def localize_cervical(image, device: str = "auto", models_dir=None):
-    """The C3-C7 region of a lateral radiograph: from the lateral vertebra labelling (trained on
-    real radiographs) where it names at least CERVICAL_MIN_NAMED of C3-C7, else from the
-    region-aware FCN (trained on phantoms). Returns a CervicalResult either way; its ``model``
-    says which one answered."""
+    """The C3-C7 region of a lateral radiograph, from two readings joined:
+
+    * the lateral vertebra labelling (trained on real radiographs): where it names at least
+      CERVICAL_MIN_NAMED of C3-C7, the region drawn from their corners
+      (:func:`cervical_region_from_labels`);
+    * the region-aware FCN on the lateral cervical view that the labelling's C2-T2 centres place
+      (``cervical.data.neck_view_from_centres``: the neck is found first, so a whole-spine
+      radiograph is read at the scale the FCN was trained on).
+
+    The region is their union (each misses parts of the other's on real radiographs); an FCN
+    region that does not overlap the drawn one is dropped. Where the labelling places no neck,
+    the FCN reads the whole image. Returns a CervicalResult; its
+    ``model`` says what answered."""
     import numpy as np
 
+    from SpineAILib.anatomy import LATERAL_VERTEBRAE
     from SpineAILib.cervical import localize
+    from SpineAILib.cervical.data import neck_view_from_centres
     from SpineAILib.cervical.predict import CervicalResult, region_geometry
-    from SpineAILib.errors import ModelError
     from SpineAILib.xray_vertebrae import label
 
     img = check_image(image if isinstance(image, Image) else read_image(image), "Cervical spine localisation",
                       ndim=2, min_size=16)
-    try:
-        lat = label(img, view="lateral", device=device, models_dir=models_dir)
-    except ModelError:
-        lat = None
-    region, names = cervical_region_from_labels(lat, img.array.shape) if lat is not None else (None, [])
-    if region is None:
-        return localize(img, device=device, models_dir=models_dir)
-    polygon, axis, angle = region_geometry(region)
-    conf = float(np.mean([lat.find(n).confidence for n in names]))
+    lat = label(img, view="lateral", device=device, models_dir=models_dir)
+    centres = np.full((8, 2), np.nan)  # C2..T2
+    for v in lat.vertebrae:
+        if LATERAL_VERTEBRAE.index(v.name) < 8:
+            centres[LATERAL_VERTEBRAE.index(v.name)] = v.centroid
+    box = neck_view_from_centres(centres, img.array.shape)
+    if box is None:
+        # No neck placed by the labelling (it knows real radiographs only): the FCN reads the whole
+        # image, and a region is kept only at a confidence real neck views reach and the AP and
+        # thoracolumbar views it marks do not.
+        whole = localize(img, device=device, models_dir=models_dir)
+        if whole.found and whole.confidence < CERVICAL_FCN_ALONE_CONFIDENCE:
+            empty = np.zeros(img.array.shape, bool)
+            return CervicalResult(whole.probability, empty, np.zeros((0, 2)), np.zeros(2), 0.0, 0,
+                                  whole.confidence,
+                                  [f"No cervical spine found: the vertebra labelling found no vertebra of C2-T2 and "
+                                   f"the localisation network's region is weak (confidence {whole.confidence:.2f} < "
+                                   f"{CERVICAL_FCN_ALONE_CONFIDENCE}); a lateral cervical radiograph is expected."],
+                                  whole.model)
+        return whole
+    x0, x1, y0, y1 = box
+    sub = localize(Image(np.ascontiguousarray(img.array[y0:y1, x0:x1]), img.spacing), device=device,
+                   models_dir=models_dir)
+    prob = np.zeros(img.array.shape, np.float32)
+    prob[y0:y1, x0:x1] = sub.probability
+    region = np.zeros(img.array.shape, bool)
+    region[y0:y1, x0:x1] = sub.region
+    drawn, names = cervical_region_from_labels(lat, img.array.shape)
+    if drawn is not None and not (region & drawn).any():  # two readings of one column must overlap
+        region[:] = False
+        prob[:] = 0.0
+    parts, confidences = [], []
+    if region.any():
+        parts.append(f"{sub.model} on the neck view x {x0}-{x1}, y {y0}-{y1}")
+        confidences.append(sub.confidence)
+    if drawn is not None:
+        region |= drawn
+        prob = np.maximum(prob, drawn.astype(np.float32))
+        parts.append(f"{lat.model} C3-C7 corners ({', '.join(names)})")
+        confidences.append(float(np.mean([lat.find(n).confidence for n in names])))
     warnings = [w for w in lat.warnings if "upside down" in w]
-    return CervicalResult(region.astype(np.float32), region, polygon, axis, angle, 1, conf, warnings,
-                          f"{lat.model} (C3-C7 corners: {', '.join(names)})")
+    if not region.any():
+        warnings.append("No cervical spine found: the vertebra labelling placed a neck, but neither it nor the "
+                        "localisation network found C3-C7 there.")
+    polygon, axis, angle = region_geometry(region)
+    from scipy import ndimage
+
+    n_regions = int(ndimage.label(region)[1])
+    return CervicalResult(prob, region, polygon, axis, angle, n_regions,
+                          float(np.mean(confidences)) if confidences else float(prob.max()), warnings,
+                          " + ".join(parts) or sub.model)
 
 
 def _cervical_command(args: argparse.Namespace, progress) -> int:

@@ -127,8 +127,8 @@ def test_shipped_model_on_held_out_phantoms():
     from SpineAILib.cervical.evaluate import evaluate
     from SpineAILib.models import load_card
 
-    card = load_card("cervical_fcn_r")
-    assert "SYNTHETIC" in card.training["data"]  # honest about what it was trained on
+    card = load_card("cervical_fcn")
+    assert "REAL" in card.training["data"] and "phantoms" in card.training["data"]  # what it was trained on
     report = evaluate(n=8, device="cpu", seed=200_000)
     assert report["metrics"]["dice"]["mean"] > 0.7
     assert report["metrics"]["specificity"]["mean"] > 0.95
@@ -192,15 +192,16 @@ def test_scene_and_cli(tmp_path):
 
 
 def test_ap_views_are_reported_not_found(data_dir):
-    """An AP radiograph (phantom and real AASCE image) is not a lateral cervical view: the
-    result says no cervical spine was found instead of inventing a region."""
-    from SpineAILib.cervical import localize
+    """An AP radiograph (phantom and real AASCE images) is not a lateral cervical view:
+    `spineai cervical`'s pipeline says no cervical spine was found instead of inventing a region
+    (the lateral labelling places no neck in them)."""
     from SpineAILib.io import read_image
     from SpineAILib.phantoms import ap_radiograph_phantom
+    from SpineAILib.tasks import localize_cervical
 
-    real = read_image(sorted((data_dir / "aasce" / "images").glob("*.jpg"))[3], expect_ndim=2)
-    for img in (ap_radiograph_phantom().image, real):
-        r = localize(img, device="cpu")
+    files = sorted((data_dir / "aasce" / "images").glob("*.jpg"))
+    for img in (ap_radiograph_phantom().image, *(read_image(f, expect_ndim=2) for f in files[3:6])):
+        r = localize_cervical(img, device="cpu")
         assert not r.found and r.region.shape == img.array.shape
         assert r.warnings[0].startswith("No cervical spine found")
 
@@ -296,3 +297,18 @@ def test_real_lateral_views_and_coco_training(tmp_path, data_dir):
                                       steps=2, batch_size=2, device="cpu"))
     assert results[0]["test_samples"] == 6  # one cervical view per validation radiograph
     assert 0 <= results[0]["metrics"]["sensitivity_original"]["mean"] <= 1
+
+
+def test_neck_view_from_centres():
+    """The view the FCN reads in a large radiograph: top of the image to 1.5 levels below T2, as
+    wide as high, centred on C3-T2 (placed by a line through the known centres of C2-T2)."""
+    from SpineAILib.cervical.data import neck_view_from_centres
+
+    centres = np.full((8, 2), np.nan)  # C2..T2
+    centres[2] = (400, 300)  # C4
+    centres[5] = (400, 450)  # C7: 50 px per level, so T2 at y 550 and the bottom at 625
+    x0, x1, y0, y1 = neck_view_from_centres(centres, (3000, 1200))
+    assert y0 == 0 and y1 == 625 and x0 == pytest.approx(87.5, abs=1) and x1 == pytest.approx(712.5, abs=1)
+    assert neck_view_from_centres(centres, (560, 600))[1:] == (600, 0, 560)  # clipped to the image
+    centres[5] = np.nan
+    assert neck_view_from_centres(centres, (3000, 1200)) is None

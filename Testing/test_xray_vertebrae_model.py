@@ -146,12 +146,13 @@ def test_cervical_region_from_the_vertebra_labels(val_cases):
     for c in val_cases:
         img = read_image(c.image_path)
         r = localize_cervical(img, device="cpu")
-        assert r.model.startswith("xray_vertebrae_lateral") and r.found
+        assert "cervical_fcn on the neck view" in r.model and "C3-C7 corners" in r.model and r.found
         m = binary_metrics(r.region, c3_c7_region(c))  # the expert corners' C3-C7 region
         sens.append(m["sensitivity"])
         spec.append(m["specificity"])
-    # mean 0.82 / min 0.998 with the shipped model (0.76 before C3-C7 vertebrae the labelling
-    # missed were placed by their neighbours)
-    assert np.mean(sens) > 0.79 and min(spec) > 0.99
-    # where the labels name too few cervical vertebrae (the simple phantom) the FCN answers
-    assert localize_cervical(lateral_cervical_phantom().image, device="cpu").model == "cervical_fcn_r"
+    # mean 0.93 / min 0.997 with the shipped models (0.76 from the named vertebrae's corners alone)
+    assert np.mean(sens) > 0.88 and min(spec) > 0.99
+    # where the labelling places no neck (the simple phantom: it knows real radiographs only)
+    # the FCN alone answers, confidently
+    r = localize_cervical(lateral_cervical_phantom().image, device="cpu")
+    assert r.found and r.model == "cervical_fcn" and r.confidence >= 0.7

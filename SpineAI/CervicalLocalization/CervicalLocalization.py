@@ -24,9 +24,10 @@ class CervicalLocalization(ScriptedLoadableModule):
         ScriptedLoadableModule.__init__(self, parent)
         SpineAICommon.describeModule(
             self.parent, "Cervical Localization",
-            "Select a lateral cervical spine radiograph and click Apply: SpineAI segments the region of the "
-            "C3-C7 vertebrae (region-aware localisation, Al Arif et al.). The shipped model was trained on "
-            "synthetic phantoms only; retrain it on real radiographs with the SpineAI training script.",
+            "Select a lateral cervical or whole-spine radiograph and click Apply: SpineAI segments the region of "
+            "the C3-C7 vertebrae. The X-ray vertebra labelling finds the neck, and the region joins the one drawn "
+            "from its C3-C7 corners with the localisation network's (Al Arif et al.), both trained on real "
+            "lateral radiographs.",
             "Method: Al Arif, Knapp and Slabaugh, DLMIA 2017.")
 
 

@@ -158,6 +158,26 @@ def has_neck(case: LateralCase) -> bool:
     return not np.isnan(case.corners[C3_C7_ROWS]).any() and not np.isnan(case.centroids[NECK_ROWS]).any()
 
 
+def neck_view_from_centres(centres: np.ndarray, shape: tuple[int, int]) -> tuple[int, int, int, int] | None:
+    """The lateral cervical view (x0, x1, y0, y1) px, clipped to the image, that the FCN reads in a
+    larger radiograph: from the top of the image to 1.5 levels below T2, as wide as high, centred
+    on C3-T2 (the middle of the framings it was trained on, ``training.lateral_views``).
+
+    ``centres``: (8, 2) x, y px of C2..T2, NaN where unknown; a line through the known ones (at
+    least two) places C3-T2. None where fewer than two are known."""
+    c = np.asarray(centres, float)
+    known = ~np.isnan(c).any(1)
+    if known.sum() < 2:
+        return None
+    idx = np.flatnonzero(known)
+    line = np.array([np.polyval(np.polyfit(idx, c[known, k], 1), np.arange(8)) for k in (0, 1)]).T
+    h, w = shape
+    bottom = min(h, line[7, 1] + 1.5 * np.linalg.norm(line[7] - line[6]))
+    cx = line[1:8, 0].mean()
+    x0, x1 = int(max(0, round(cx - bottom / 2))), int(min(w, round(cx + bottom / 2)))
+    return (x0, x1, 0, int(round(bottom))) if x1 - x0 >= 16 and bottom >= 16 else None
+
+
 def _box_pixels(box: tuple[float, float, float, float]) -> tuple[int, int, int, int]:
     x0, x1, y0, y1 = box
     return int(round(x0 + 0.5)), int(round(x1 + 0.5)), int(round(y0 + 0.5)), int(round(y1 + 0.5))

@@ -1,7 +1,7 @@
 """Evaluate the shipped cervical model (or another model card) on held-out phantoms or on a
 folder of real radiographs with C3-C7 masks; prints the paper's Table 1 metrics, mean +- std.
 
-    spineai evaluate cervical [--data FOLDER] [--n 60] [--model cervical_fcn_r]
+    spineai evaluate cervical [--data FOLDER] [--n 60] [--model cervical_fcn]
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from SpineAILib.io import Image, read_image
 from SpineAILib.models import cached_model
 from SpineAILib.preprocessing import check_image, map_from_canvas
 
-MODEL_NAME = "cervical_fcn_r"
+MODEL_NAME = "cervical_fcn"
 TASK = "Cervical spine localisation"
 
 

@@ -58,7 +58,7 @@ class CervicalTrainConfig:
     region_weight: float = option(1.0, "weight of L_r in the -R variants (the log loss weight is 1)")
     n_t: int = option(1, "the region term's n_t")
     init: str = option("", "start the variants of this model card's architecture from its weights (e.g. "
-                           "cervical_fcn_r, trained on phantoms); the others start from scratch")
+                           "cervical_fcn); the others start from scratch")
     seed: int = option(0, "random seed")
     device: str = option("auto", "auto, cpu, cuda, cuda:N or mps")
     threads: int = option(0, "CPU threads (0: every core)")
