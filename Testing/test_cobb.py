@@ -246,7 +246,9 @@ def test_scene_output_on_radiograph_with_pixel_spacing(val_cases):
     np.testing.assert_allclose(table["Value (deg)"], np.round(result.values, 2))
     for key, value in zip(("main", "upper", "lower"), result.values, strict=True):
         if value > 0:  # markup value (physical space, anisotropy-free here) equals the reported angle
-            assert nodes[f"{key}_angle"].GetAngleDegrees() == pytest.approx(value, abs=1e-6)
+            # (to float32 rounding: the reported angle comes from float32 landmarks, the markup's
+            # from double positions; 1.04e-6 degrees apart on one CPU, and the table shows 0.01)
+            assert nodes[f"{key}_angle"].GetAngleDegrees() == pytest.approx(value, abs=1e-4)
 
 
 def test_cli_batch_csv_and_landmarks(tmp_path, val_cases):
