@@ -349,14 +349,16 @@ def localize_cervical(image, device: str = "auto", models_dir=None):
     * the lateral vertebra labelling (trained on real radiographs): where it names at least
       CERVICAL_MIN_NAMED of C3-C7, the region drawn from their corners
       (:func:`cervical_region_from_labels`);
-    * the region-aware FCN on the lateral cervical view that the labelling's C2-T2 centres place
-      (``cervical.data.neck_view_from_centres``: the neck is found first, so a whole-spine
-      radiograph is read at the scale the FCN was trained on).
+    * the localisation FCN (Al Arif et al.; ``cervical.localize``) on the lateral cervical view
+      that the labelling's C2-T2 centres place (``cervical.data.neck_view_from_centres``: the
+      neck is found first, so a whole-spine radiograph is read at the scale the FCN was trained
+      on).
 
     The region is their union (each misses parts of the other's on real radiographs); an FCN
     region that does not overlap the drawn one is dropped. Where the labelling places no neck,
-    the FCN reads the whole image. Returns a CervicalResult; its
-    ``model`` says what answered."""
+    the FCN reads the whole image and its region is kept only from a confidence of
+    CERVICAL_FCN_ALONE_CONFIDENCE (alone it weakly marks some AP and thoracolumbar views).
+    Returns a CervicalResult; its ``model`` says what answered."""
     import numpy as np
 
     from SpineAILib.anatomy import LATERAL_VERTEBRAE
