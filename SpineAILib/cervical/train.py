@@ -12,8 +12,9 @@ framings (top to below T2, about square) and views below the neck (empty targets
 ``--test-views`` fixed framings of each validation image.
 
 As in the paper: rigid rotations from 5 to 355 degrees in 5 degree steps, RMSprop, batch 10,
-from scratch, equal weights of the two loss terms (configurable). Writes per variant the fp16
-weights, its config and history, and ``table.json`` / ``table.md``: the six-row comparison
+from scratch or from a model card (``--init``), equal weights of the two loss terms
+(configurable). Writes per variant the fp16 weights, its config and history, and ``table.json``
+/ ``table.md``: the six-row comparison
 (pixel accuracy, Dice, sensitivity, specificity at 100 x 100; sensitivity/specificity at the
 original resolution against the vertebra masks; predicted regions per image), mean +- std.
 """
