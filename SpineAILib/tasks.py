@@ -290,8 +290,8 @@ CERVICAL_MIN_NAMED = 3
 # Dice 0.880 / 0.886 / 0.873 / 0.851, sensitivity 0.83 / 0.88 / 0.91 / 0.93).
 CERVICAL_CORNER_SCALE = 1.1
 # Where the labelling places no neck, the FCN's region on the whole image is kept from this mean
-# probability on: on the validation views, real neck views 0.78-0.85 and phantoms 0.87-0.91, the
-# AP and thoracolumbar views it marked 0.51-0.64.
+# probability on: on the validation views, real neck views 0.77-0.90 and phantoms 0.88-0.90, the
+# AP views it marked 0.57-0.62.
 CERVICAL_FCN_ALONE_CONFIDENCE = 0.7
 
 

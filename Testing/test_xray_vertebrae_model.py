@@ -150,7 +150,7 @@ def test_cervical_region_from_the_vertebra_labels(val_cases):
         m = binary_metrics(r.region, c3_c7_region(c))  # the expert corners' C3-C7 region
         sens.append(m["sensitivity"])
         spec.append(m["specificity"])
-    # mean 0.93 / min 0.997 with the shipped models (0.76 from the named vertebrae's corners alone)
+    # mean 0.92 / min 0.997 with the shipped models (0.76 from the named vertebrae's corners alone)
     assert np.mean(sens) > 0.88 and min(spec) > 0.99
     # where the labelling places no neck (the simple phantom: it knows real radiographs only)
     # the FCN alone answers, confidently
