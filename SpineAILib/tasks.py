@@ -210,7 +210,8 @@ def _cobb_command(args: argparse.Namespace, progress) -> int:
     from pathlib import Path
 
     from SpineAILib.cobb.outputs import csv_row, write_csv, write_outputs
-    from SpineAILib.cobb.predict import estimate_batch, list_images
+    from SpineAILib.cobb.predict import estimate_batch
+    from SpineAILib.io.readers import list_images
 
     device = _checked_device(args)
     files = list_images(args.input)
@@ -295,28 +296,37 @@ CERVICAL_CORNER_SCALE = 1.1
 CERVICAL_FCN_ALONE_CONFIDENCE = 0.7
 
 
+def neck_centres(result):
+    """(8, 2) x, y px of C2..T2 named by a lateral labelling result; NaN where not named."""
+    import numpy as np
+
+    from SpineAILib.anatomy import LATERAL_VERTEBRAE
+
+    return np.array([result.find(n).centroid if result.find(n) is not None else (np.nan, np.nan)
+                     for n in LATERAL_VERTEBRAE[:8]], float)
+
+
 def c3_c7_corners(result):
     """(5, 4, 2) corners px of C3..C7 (``anatomy.LATERAL_CORNERS`` order) from a lateral labelling
     result. The region runs from C3's top to C7's bottom by definition, so a vertebra of C3-C7 the
     labelling did not name is placed by its nearest named neighbour among C3-T1 moved by the
-    per-level step of the line through the named centres of C2-T2 (NaN where fewer than two)."""
+    per-level step of the line through the named centres of C2-T2 (``cervical.data.neck_line``;
+    NaN where fewer than two)."""
     import numpy as np
 
     from SpineAILib.anatomy import LATERAL_CORNERS, LATERAL_VERTEBRAE
+    from SpineAILib.cervical.data import neck_line
 
     first, last = LATERAL_VERTEBRAE.index("C3"), LATERAL_VERTEBRAE.index("C7")
-    rows = range(LATERAL_VERTEBRAE.index("C2"), LATERAL_VERTEBRAE.index("T2") + 1)
-    corners = np.full((len(LATERAL_VERTEBRAE), len(LATERAL_CORNERS), 2), np.nan)
-    centres = {}
-    for i in rows:
+    corners = np.full((last + 2, len(LATERAL_CORNERS), 2), np.nan)  # C2..T1
+    for i in range(first, last + 2):
         v = result.find(LATERAL_VERTEBRAE[i])
         if v is not None:
-            centres[i] = np.asarray(v.centroid, float)
             corners[i] = [v.corners.get(k, (np.nan, np.nan)) for k in LATERAL_CORNERS]
     complete = [i for i in range(first, last + 2) if not np.isnan(corners[i]).any()]
-    if len(centres) >= 2 and complete:
-        idx = np.array(sorted(centres))
-        step = np.array([np.polyfit(idx, [centres[i][k] for i in idx], 1)[0] for k in (0, 1)])
+    line = neck_line(neck_centres(result))
+    if line is not None and complete:
+        step = line[1] - line[0]
         for i in range(first, last + 1):
             if np.isnan(corners[i]).any():
                 j = min(complete, key=lambda c: abs(c - i))
@@ -361,7 +371,6 @@ def localize_cervical(image, device: str = "auto", models_dir=None):
     Returns a CervicalResult; its ``model`` says what answered."""
     import numpy as np
 
-    from SpineAILib.anatomy import LATERAL_VERTEBRAE
     from SpineAILib.cervical import localize
     from SpineAILib.cervical.data import neck_view_from_centres
     from SpineAILib.cervical.predict import CervicalResult, region_geometry
@@ -370,11 +379,7 @@ def localize_cervical(image, device: str = "auto", models_dir=None):
     img = check_image(image if isinstance(image, Image) else read_image(image), "Cervical spine localisation",
                       ndim=2, min_size=16)
     lat = label(img, view="lateral", device=device, models_dir=models_dir)
-    centres = np.full((8, 2), np.nan)  # C2..T2
-    for v in lat.vertebrae:
-        if LATERAL_VERTEBRAE.index(v.name) < 8:
-            centres[LATERAL_VERTEBRAE.index(v.name)] = v.centroid
-    box = neck_view_from_centres(centres, img.array.shape)
+    box = neck_view_from_centres(neck_centres(lat), img.array.shape)
     if box is None:
         # No neck placed by the labelling (it knows real radiographs only): the FCN reads the whole
         # image, and a region is kept only at a confidence real neck views reach and the AP and
@@ -701,7 +706,7 @@ def _xray_vertebrae_arguments(p: argparse.ArgumentParser) -> None:
 
 def _xray_vertebrae_command(args: argparse.Namespace, progress) -> int:
     """Vertebra labels per radiograph: DIR/<image stem>.json and DIR/alignment.csv."""
-    from SpineAILib.cobb.predict import list_images
+    from SpineAILib.io.readers import list_images
     from SpineAILib.xray_vertebrae import label
     from SpineAILib.xray_vertebrae.outputs import csv_row, write_csv, write_outputs
 

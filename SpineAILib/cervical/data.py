@@ -158,19 +158,28 @@ def has_neck(case: LateralCase) -> bool:
     return not np.isnan(case.corners[C3_C7_ROWS]).any() and not np.isnan(case.centroids[NECK_ROWS]).any()
 
 
-def neck_view_from_centres(centres: np.ndarray, shape: tuple[int, int]) -> tuple[int, int, int, int] | None:
-    """The lateral cervical view (x0, x1, y0, y1) px, clipped to the image, that the FCN reads in a
-    larger radiograph: from the top of the image to 1.5 levels below T2, as wide as high, centred
-    on C3-T2 (the middle of the framings it was trained on, ``training.lateral_views``).
-
-    ``centres``: (8, 2) x, y px of C2..T2, NaN where unknown; a line through the known ones (at
-    least two) places C3-T2. None where fewer than two are known."""
+def neck_line(centres: np.ndarray) -> np.ndarray | None:
+    """(8, 2) x, y px of C2..T2 on the least-squares line through the known centres (``centres``
+    (8, 2), NaN where unknown): where a labelling missed a neck vertebra, its neighbours place it.
+    None where fewer than two are known."""
     c = np.asarray(centres, float)
     known = ~np.isnan(c).any(1)
     if known.sum() < 2:
         return None
     idx = np.flatnonzero(known)
-    line = np.array([np.polyval(np.polyfit(idx, c[known, k], 1), np.arange(8)) for k in (0, 1)]).T
+    return np.array([np.polyval(np.polyfit(idx, c[known, k], 1), np.arange(8)) for k in (0, 1)]).T
+
+
+def neck_view_from_centres(centres: np.ndarray, shape: tuple[int, int]) -> tuple[int, int, int, int] | None:
+    """The lateral cervical view (x0, x1, y0, y1) px, clipped to the image, that the FCN reads in a
+    larger radiograph: from the top of the image to 1.5 levels below T2, as wide as high, centred
+    on C3-T2 (the middle of the framings it was trained on, ``training.lateral_views``).
+
+    ``centres``: (8, 2) x, y px of C2..T2, NaN where unknown; :func:`neck_line` places C3-T2.
+    None where fewer than two are known."""
+    line = neck_line(centres)
+    if line is None:
+        return None
     h, w = shape
     bottom = min(h, line[7, 1] + 1.5 * np.linalg.norm(line[7] - line[6]))
     cx = line[1:8, 0].mean()

@@ -31,6 +31,7 @@ import numpy as np
 from SpineAILib.cervical.data import Sample, folder_samples, lateral_samples, negative_samples, phantom_samples
 from SpineAILib.cervical.losses import localisation_loss
 from SpineAILib.cervical.networks import build, count_parameters
+from SpineAILib.io.readers import list_images
 from SpineAILib.metrics import binary_metrics, n_regions, summarize
 from SpineAILib.preprocessing import map_from_canvas
 from SpineAILib.training import save_config
@@ -162,14 +163,6 @@ def format_table(results: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def image_files(folder: str | Path) -> list[Path]:
-    """The radiographs of a folder (or of its ``images/`` subfolder), sorted."""
-    root = Path(folder)
-    root = root / "images" if (root / "images").is_dir() else root
-    exts = (".png", ".jpg", ".jpeg", ".dcm", ".nrrd", ".nii", ".gz", ".mha", ".tif", ".tiff")
-    return sorted(p for p in root.iterdir() if p.suffix.lower() in exts)
-
-
 def coco_split(cfg: CervicalTrainConfig) -> tuple[list[Sample], list[Sample]]:
     """(training, test) samples from a COCO-keypoint lateral collection (see the module doc)."""
     from SpineAILib.io.lateral_keypoints import default_split, load_coco_keypoints
@@ -182,7 +175,8 @@ def coco_split(cfg: CervicalTrainConfig) -> tuple[list[Sample], list[Sample]]:
     if cfg.n_train:
         train += phantom_samples(cfg.n_train, seed=cfg.seed)
     if cfg.negatives and cfg.n_negatives:
-        files = image_files(cfg.negatives)
+        root = Path(cfg.negatives)
+        files = list_images(root / "images" if (root / "images").is_dir() else root)
         pick = [files[i] for i in rng.choice(len(files), min(cfg.n_negatives, len(files)), replace=False)]
         train += negative_samples(pick, cfg.n_negatives, rng)
     # fixed framings of the validation images, the same for every run and seed

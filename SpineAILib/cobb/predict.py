@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -18,7 +17,6 @@ from SpineAILib.device import autocast, resolve_device
 from SpineAILib.errors import InputError
 from SpineAILib.inference import predict_batches
 from SpineAILib.io import Image, read_image
-from SpineAILib.io.readers import DICOM_SUFFIXES, dicom_series_in
 from SpineAILib.models import cached_model
 from SpineAILib.preprocessing import check_image
 from SpineAILib.progress import CancelToken, ProgressCallback, check_cancel
@@ -310,25 +308,3 @@ def estimate_batch(
     return predict_batches(images, run, batch_size, progress, cancel)
 
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".nrrd", ".nii", ".nii.gz", ".mha")
-
-
-def list_images(path: str | os.PathLike) -> list[Path]:
-    """A single image, or every image file in a folder (sorted, not recursive)."""
-    p = Path(path)
-    if p.is_file():
-        return [p]
-    if not p.is_dir():
-        raise InputError(f"Not found: {p}. Give a radiograph file or a folder of radiographs.")
-    # radiographs are one image per file; a DICOM series of slices is a volume. GDCM reads every
-    # file's header, so only folders holding files that may be DICOM (not PNG, JPEG, NIfTI ...) ask.
-    others = tuple(s for s in IMAGE_SUFFIXES if s not in DICOM_SUFFIXES)
-    dicom_like = [f for f in p.iterdir() if f.is_file() and not f.name.lower().endswith(others)]
-    slices = max(dicom_series_in(p).values(), default=0) if len(dicom_like) >= 3 else 0
-    if slices >= 3:
-        raise InputError(f"Folder {p} holds a DICOM series of {slices} slices: a volume such as a CT, not "
-                         "radiographs. Expected AP spine radiographs, one image per file (PNG, JPEG, DICOM).")
-    files = sorted(f for f in p.iterdir() if f.is_file() and f.name.lower().endswith(IMAGE_SUFFIXES))
-    if not files:
-        raise InputError(f"Folder {p} holds no radiographs ({', '.join(IMAGE_SUFFIXES)}).")
-    return files

@@ -26,6 +26,7 @@ from SpineAILib.anatomy import LATERAL_VERTEBRAE
 from SpineAILib.device import autocast, describe_device
 from SpineAILib.io import read_image
 from SpineAILib.io.lateral_keypoints import load_coco_keypoints, split_names, vertebra_centroids
+from SpineAILib.io.readers import list_images
 from SpineAILib.training import save_config
 from SpineAILib.training.config import option, parse_config
 from SpineAILib.training.lateral_views import NECK_ROWS, neck_view_box
@@ -332,8 +333,7 @@ def train(cfg: XrayVertebraeTrainConfig) -> dict:
     by_name = {c.name: c for c in cases}
     negatives: list[Path] = []
     if cfg.negatives:
-        neg_dir = Path(cfg.negatives) / "images"
-        negatives = sorted(p for p in neg_dir.iterdir() if p.suffix.lower() in (".jpg", ".png"))
+        negatives = list_images(Path(cfg.negatives) / "images")
         negatives = [negatives[i] for i in np.random.default_rng(cfg.seed).permutation(len(negatives))
                      [:cfg.n_negatives]]
     names = split["train"] + split["val"]
