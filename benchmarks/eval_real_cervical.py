@@ -136,6 +136,17 @@ def main() -> int:
     for key, s in summary.items():
         lines.append(f"| {key} | {s['views']} | {s['found']} | {s.get('dice', '-')} | {s.get('sensitivity', '-')} "
                      f"| {s.get('specificity', '-')} | {s.get('one_region', '-')} | {s['median_seconds']:.2f} |")
+    # per radiograph: the whole-spine view, and the mean over the neck views cut from it
+    lines += ["", "Per radiograph (`pipeline`): whole-spine view; mean of its neck views (lowest specificity).", "",
+              "| Image | Whole-spine Dice / sens. / spec. | Neck views Dice / sens. / spec. (min) |", "|---|---|---|"]
+    for r in rows:
+        if r["method"] != "pipeline" or r["kind"] != "whole":
+            continue
+        necks = [n for n in rows if n["method"] == "pipeline" and n["kind"] == "neck"
+                 and n["view"].startswith(f"{r['view']}-neck")]
+        neck = (f"{np.mean([n['dice'] for n in necks]):.2f} / {np.mean([n['sensitivity'] for n in necks]):.2f} / "
+                f"{min(n['specificity'] for n in necks):.3f}") if necks else "-"
+        lines.append(f"| {r['view']} | {r['dice']:.2f} / {r['sensitivity']:.2f} / {r['specificity']:.3f} | {neck} |")
     print(write_report(out, "cervical_real", report, "Cervical localisation on real lateral radiographs",
                        "Validation images of the seeded split; `none` views have no cervical spine (found = "
                        "a false positive).", lines).read_text(encoding="utf-8"))
